@@ -1,0 +1,187 @@
+"""A dataset of fixed-length windows over a folder of wavs whose file names carry conditioning parameters."""
+from __future__ import annotations
+
+import math
+import re
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import soundfile as sf
+import torch
+from torch.utils.data import Dataset
+
+from audioDataLoader.mulaw import mu_law_decode, mu_law_encode
+
+
+@dataclass
+class AudioDatasetConfig:
+    """Where the audio is and how it becomes network input. `parameter_specs` order is the conditioning order."""
+
+    data_dir: str = "data/nsynth.64.76_sm"
+    sequence_length: int = 256
+    parameter_specs: dict[str, tuple[float, float]] = field(
+        default_factory=lambda: {"instID": (1.0, 2.0), "a": (0.0, 1.0), "p": (64.0, 76.0)}
+    )
+    add_noise: bool = True
+    noise_weight: float = 0.1
+    # True: the audio input is the mu-law index / (numtokens-1); False: the raw sample mapped to [0, 1].
+    encode: bool = True
+    numtokens: int = 256
+    sample_rate: int = 16000
+    # Held-out values, e.g. {"p": [67, 71]}: files with these parameter values are left out.
+    exclude: dict[str, list[float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.parameter_specs = {k: (float(lo), float(hi)) for k, (lo, hi) in self.parameter_specs.items()}
+        for name, (lo, hi) in self.parameter_specs.items():
+            if lo == hi:
+                raise ValueError(f"parameter {name!r}: its range ({lo}, {hi}) is empty; give min < max or max < min")
+        for name in self.exclude:
+            if name not in self.parameter_specs:
+                raise ValueError(f"exclude names {name!r}, which is not in parameter_specs {list(self.parameter_specs)}")
+
+
+def parse_filename_parameters(filename: str, names: list[str]) -> dict[str, float]:
+    """Return {name: value} for every `_NAME<float>` of `names` found in the file name's stem."""
+    stem = Path(filename).stem
+    found = {}
+    for name in names:
+        # The value must follow the name directly and end at "_" or the stem's end, so "a" never matches "_amp0.5".
+        match = re.search(rf"_{re.escape(name)}([-+]?\d+(?:\.\d*)?)(?=_|$)", stem)
+        if match:
+            found[name] = float(match.group(1))
+    return found
+
+
+def normalize_parameters(values: np.ndarray, specs: dict[str, tuple[float, float]]) -> np.ndarray:
+    """Return values (..., P) in their own units mapped by (v - min) / (max - min) for each parameter."""
+    lo = np.array([s[0] for s in specs.values()], dtype=np.float32)
+    hi = np.array([s[1] for s in specs.values()], dtype=np.float32)
+    return ((np.asarray(values, dtype=np.float32) - lo) / (hi - lo)).astype(np.float32)
+
+
+def input_value_table(numtokens: int, encode: bool) -> torch.Tensor:
+    """Return the network's audio input value for each mu-law index: index/(N-1), or the decoded sample in [0, 1]."""
+    indices = torch.arange(numtokens)
+    if encode:
+        return indices.float() / (numtokens - 1)
+    return (mu_law_decode(indices, numtokens) + 1) / 2
+
+
+def read_mono(path: Path, sample_rate: int) -> np.ndarray:
+    """Return the file's audio as float32 mono at `sample_rate`, resampling when the file has another rate."""
+    try:
+        audio, file_rate = sf.read(path, dtype="float32", always_2d=True)
+    except Exception as error:
+        raise ValueError(f"cannot read {path}: {error}. Remove the file or replace it with a valid wav.") from error
+    if audio.size == 0:
+        raise ValueError(f"{path} holds no audio samples. Remove it from the data folder.")
+    audio = audio.mean(axis=1)
+    if file_rate != sample_rate:
+        import soxr  # only needed for the uncommon case of mixed rates
+
+        audio = soxr.resample(audio, file_rate, sample_rate).astype(np.float32)
+    return audio
+
+
+class MuLawAudioDataset(Dataset):
+    """Windows (input (T, 1+P), target (T, 1)) over every wav in a folder, found by index arithmetic.
+
+    The audio is held once as mu-law indices (plus float samples when `encode` is False); a window is a
+    start position, so memory stays close to the audio itself.
+    """
+
+    def __init__(self, config: AudioDatasetConfig) -> None:
+        self.config = config
+        self.files, raw = self._find_files(Path(config.data_dir))
+        self.raw_parameters = raw  # (F, P) in the file names' units
+        self.parameters = torch.from_numpy(normalize_parameters(raw, config.parameter_specs))
+        self._load_audio()
+        self.input_values = input_value_table(config.numtokens, config.encode)
+
+    def _find_files(self, folder: Path) -> tuple[list[Path], np.ndarray]:
+        if not folder.is_dir():
+            raise FileNotFoundError(f"data folder {folder} does not exist. Build the default set with "
+                                    "`python -m audioDataLoader.render_dataset` or point data_dir at your wavs.")
+        wavs = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".wav")
+        if not wavs:
+            raise FileNotFoundError(f"no .wav files in {folder}")
+        names = list(self.config.parameter_specs)
+        kept, values, missing, excluded = [], [], [], 0
+        for path in wavs:
+            found = parse_filename_parameters(path.name, names)
+            if len(found) < len(names):
+                missing.append(path.name)
+            elif self._is_excluded(found):
+                excluded += 1
+            else:
+                kept.append(path)
+                values.append([found[n] for n in names])
+        if missing:
+            warnings.warn(f"skipped {len(missing)} of {len(wavs)} files in {folder} whose names lack one of the "
+                          f"parameters {names} as _NAME<value> (e.g. {missing[0]})", stacklevel=3)
+        if not kept:
+            raise ValueError(f"no usable file in {folder}: none names all of {names} as _NAME<value>"
+                             + (f" outside the excluded values {self.config.exclude}" if excluded else "")
+                             + ". Check parameter_specs against the file names.")
+        return kept, np.array(values, dtype=np.float32).reshape(len(kept), len(names))
+
+    def _is_excluded(self, found: dict[str, float]) -> bool:
+        return any(any(math.isclose(found[name], float(v), abs_tol=1e-6) for v in values)
+                   for name, values in self.config.exclude.items())
+
+    def _load_audio(self) -> None:
+        seq = self.config.sequence_length
+        audio = [read_mono(path, self.config.sample_rate) for path in self.files]
+        for path, samples in zip(self.files, audio):
+            if len(samples) < seq + 1:
+                raise ValueError(f"{path} has {len(samples)} samples, fewer than sequence_length+1 = {seq + 1}. "
+                                 "Remove it or lower sequence_length.")
+        lengths = torch.tensor([len(a) for a in audio])
+        self.file_starts = torch.cumsum(lengths, 0) - lengths
+        windows = lengths - seq
+        self.window_ends = torch.cumsum(windows, 0)  # window i belongs to the first file whose end exceeds i
+        self.window_starts = self.window_ends - windows
+        flat = np.concatenate(audio)
+        code_dtype = torch.uint8 if self.config.numtokens <= 256 else torch.int16
+        self.codes = torch.from_numpy(mu_law_encode(flat, self.config.numtokens)).to(code_dtype)
+        self.audio = None if self.config.encode else torch.from_numpy(flat)
+
+    def __len__(self) -> int:
+        return int(self.window_ends[-1])
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        inputs, targets = self._windows(torch.tensor([index]), None)
+        return inputs[0], targets[0]
+
+    def sample_batch(self, batch_size: int, generator: torch.Generator | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return (inputs (B, T, 1+P), targets (B, T, 1)) for windows drawn uniformly over all windows."""
+        index = torch.randint(len(self), (batch_size,), generator=generator)
+        return self._windows(index, generator)
+
+    def _windows(self, index: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+        seq = self.config.sequence_length
+        file = torch.searchsorted(self.window_ends, index, right=True)
+        start = self.file_starts[file] + index - self.window_starts[file]
+        positions = start[:, None] + torch.arange(seq + 1)
+        codes = self.codes[positions].long()
+        if self.audio is None:
+            audio_in = self.input_values[codes[:, :-1]]
+        else:
+            audio_in = (self.audio[positions[:, :-1]] + 1) / 2
+        if self.config.add_noise:
+            noise = torch.rand(audio_in.shape, generator=generator) - 0.5
+            audio_in = audio_in + self.config.noise_weight * noise
+        params = self.parameters[file][:, None, :].expand(-1, seq, -1)
+        inputs = torch.cat([audio_in[..., None], params], dim=-1)
+        return inputs, codes[:, 1:, None]
+
+    def nbytes(self) -> int:
+        """Return the bytes held by the dataset's tensors."""
+        tensors = [self.codes, self.parameters, self.file_starts, self.window_starts, self.window_ends]
+        if self.audio is not None:
+            tensors.append(self.audio)
+        return sum(t.element_size() * t.nelement() for t in tensors)

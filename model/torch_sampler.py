@@ -1,0 +1,39 @@
+"""Autoregressive sampling with the PyTorch model, one step at a time: the reference path, and the CUDA one."""
+from __future__ import annotations
+
+import torch
+
+from model.gru_audio_model import RNN
+
+
+def draw_top_n(logits: torch.Tensor, top_n: int | None, temperature: float,
+               generator: torch.Generator | None) -> torch.Tensor:
+    """Return one class index per row of logits (B, N), drawn by softmax among the top_n after temperature."""
+    if top_n == 1:
+        return logits.argmax(dim=-1)
+    if top_n is None or top_n <= 0 or top_n >= logits.shape[-1]:
+        probs = torch.softmax(logits / temperature, dim=-1)
+        return torch.multinomial(probs, 1, generator=generator)[:, 0]
+    top, index = torch.topk(logits, top_n, dim=-1)
+    choice = torch.multinomial(torch.softmax(top / temperature, dim=-1), 1, generator=generator)
+    return index.gather(-1, choice)[:, 0]
+
+
+@torch.no_grad()
+def sample_torch(model: RNN, cond: torch.Tensor, previous: torch.Tensor, hidden: torch.Tensor,
+                 input_values: torch.Tensor, top_n: int | None, temperature: float,
+                 generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (mu-law indices (B, T), hidden) generated for cond (B, T, P), starting after indices `previous` (B,).
+
+    Each step feeds [input_values[previous], cond[:, t]] and draws the next index, which is fed back.
+    """
+    batch, length, _ = cond.shape
+    codes = torch.empty(batch, length, dtype=torch.long, device=cond.device)
+    x = torch.empty(batch, 1 + cond.shape[-1], device=cond.device)
+    for t in range(length):
+        x[:, 0] = input_values[previous]
+        x[:, 1:] = cond[:, t]
+        logits, hidden = model.step(x, hidden)
+        previous = draw_top_n(logits, top_n, temperature, generator)
+        codes[:, t] = previous
+    return codes, hidden

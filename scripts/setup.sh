@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Creates .venv with RNNControl's dependencies and, where we are root on Debian,
+# installs FluidSynth and the FluidR3 General MIDI SoundFont for the default data set.
+# Safe to run again: it only installs what is missing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
+    if ! dpkg -s libfluidsynth3 fluid-soundfont-gm >/dev/null 2>&1; then
+        echo "== installing FluidSynth and the FluidR3 GM SoundFont (apt)"
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            libfluidsynth3 fluid-soundfont-gm
+    fi
+else
+    echo "== not root on Debian: install FluidSynth and a GM SoundFont yourself (see README);"
+    echo "   without them the default data set falls back to additive synthesis."
+fi
+
+if [ ! -x .venv/bin/python ]; then
+    echo "== creating .venv"
+    python3 -m venv .venv
+fi
+stamp=.venv/.requirements.sha
+want=$(sha1sum requirements.txt | cut -d' ' -f1)
+if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+    echo "== installing Python packages into .venv"
+    .venv/bin/python -m pip install -q --upgrade pip
+    .venv/bin/python -m pip install -q -r requirements.txt
+    .venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
+    echo "$want" > "$stamp"
+fi
