@@ -279,5 +279,8 @@ def _parse_range(text: str) -> tuple[str, tuple[float, float]]:
 
 
 if __name__ == "__main__":
-    folder = train(_parse_args())
+    try:
+        folder = train(_parse_args())
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"error: {error}") from None
     print(f"run folder: {folder}")

@@ -1,0 +1,147 @@
+import warnings
+
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+
+from audioDataLoader.audio_dataset import (AudioDatasetConfig, MuLawAudioDataset, normalize_parameters,
+                                           parse_filename_parameters)
+from audioDataLoader.mulaw import mu_law_decode, mu_law_encode
+from tests.conftest import TINY_SPECS, write_tone
+
+
+def test_parses_the_original_file_name_pattern():
+    found = parse_filename_parameters("nsynth_instID02.00_p76.00_a00.30.wav", ["instID", "p", "a"])
+    assert found == {"instID": 2.0, "p": 76.0, "a": pytest.approx(0.3)}
+
+
+def test_parses_negative_values():
+    assert parse_filename_parameters("tone_p-3.50_a1.wav", ["p", "a"]) == {"p": -3.5, "a": 1.0}
+
+
+def test_a_name_that_prefixes_another_is_not_confused():
+    names = ["a", "amp"]
+    assert parse_filename_parameters("x_amp0.75_a0.25.wav", names) == {"a": 0.25, "amp": 0.75}
+    assert parse_filename_parameters("x_amp0.75.wav", names) == {"amp": 0.75}
+
+
+def test_missing_parameter_is_absent():
+    assert parse_filename_parameters("nsynth_p64.00.wav", ["p", "a"]) == {"p": 64.0}
+
+
+def test_values_map_linearly_from_their_range():
+    mapped = normalize_parameters(np.array([[64.0, 0.5], [76.0, 0.0], [70.0, 1.0]]), {"p": (64, 76), "a": (0, 1)})
+    assert np.allclose(mapped, [[0, 0.5], [1, 0], [0.5, 1]])
+
+
+def test_equal_min_and_max_names_the_parameter():
+    with pytest.raises(ValueError, match="'p'"):
+        AudioDatasetConfig(parameter_specs={"p": (64, 64)})
+
+
+def _dataset(folder, **overrides) -> MuLawAudioDataset:
+    settings = dict(data_dir=str(folder), sequence_length=32, parameter_specs=TINY_SPECS, add_noise=False)
+    return MuLawAudioDataset(AudioDatasetConfig(**{**settings, **overrides}))
+
+
+def test_item_shapes_and_parameter_columns(tiny_data_dir):
+    dataset = _dataset(tiny_data_dir)
+    inputs, targets = dataset[0]
+    assert inputs.shape == (32, 4) and targets.shape == (32, 1)
+    # first file in sorted order: instID 1, a 0.3, p 64 -> mapped (0, 0.3, 0)
+    assert torch.allclose(inputs[:, 1:], torch.tensor([0.0, 0.3, 0.0]).expand(32, 3))
+
+
+def test_target_is_the_mu_law_of_the_next_clean_sample(tiny_data_dir):
+    dataset = _dataset(tiny_data_dir)
+    audio, _ = sf.read(dataset.files[0], dtype="float32")
+    index = 100
+    inputs, targets = dataset[index]
+    expected = mu_law_encode(audio[index:index + 33])
+    assert torch.equal(targets[:, 0], torch.from_numpy(expected[1:]))
+    assert torch.allclose(inputs[:, 0], torch.from_numpy(expected[:-1]).float() / 255)
+
+
+def test_windows_cover_every_file_without_crossing_files(tiny_data_dir):
+    dataset = _dataset(tiny_data_dir)
+    per_file = 4000 - 32
+    assert len(dataset) == 8 * per_file
+    last_of_first, first_of_second = dataset[per_file - 1], dataset[per_file]
+    assert last_of_first[0][0, 1] == 0.0 and first_of_second[0][0, 1] == 0.0  # still instID 1
+    assert last_of_first[0][0, 2] != first_of_second[0][0, 2]  # but the amplitude changed: a new file
+
+
+def test_noise_goes_on_the_audio_input_only(tiny_data_dir):
+    clean = _dataset(tiny_data_dir)
+    noisy = _dataset(tiny_data_dir, add_noise=True, noise_weight=0.1)
+    generator_a, generator_b = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
+    clean_in, clean_target = clean.sample_batch(16, generator_a)
+    noisy_in, noisy_target = noisy.sample_batch(16, generator_b)
+    assert torch.equal(clean_target, noisy_target)
+    assert torch.equal(clean_in[..., 1:], noisy_in[..., 1:])
+    difference = noisy_in[..., 0] - clean_in[..., 0]
+    assert 0 < difference.abs().max() <= 0.05 + 1e-6
+
+
+def test_batch_sampler_matches_indexed_items(tiny_data_dir):
+    dataset = _dataset(tiny_data_dir)
+    inputs, targets = dataset.sample_batch(8, torch.Generator().manual_seed(0))
+    index = torch.randint(len(dataset), (8,), generator=torch.Generator().manual_seed(0))
+    for row, i in enumerate(index.tolist()):
+        item_in, item_target = dataset[i]
+        assert torch.equal(inputs[row], item_in) and torch.equal(targets[row], item_target)
+
+
+def test_memory_is_one_byte_per_sample_plus_small_tables(tiny_data_dir):
+    dataset = _dataset(tiny_data_dir)
+    assert dataset.nbytes() < 8 * 4000 + 1000
+
+
+def test_multichannel_is_mixed_and_other_rates_are_resampled(tmp_path):
+    t = np.arange(8000) / 8000
+    stereo = np.stack([np.sin(2 * np.pi * 200 * t), np.zeros_like(t)], axis=1) * 0.5
+    sf.write(tmp_path / "s_instID1_a1_p70.wav", stereo, 8000)
+    dataset = _dataset(tmp_path)
+    assert len(dataset.codes) == 16000  # one second at 16 kHz
+    peak = np.abs(mu_law_decode(dataset.codes.numpy())).max()
+    assert peak == pytest.approx(0.25, rel=0.03)  # the mono mix halves the left channel
+
+
+def test_files_lacking_a_parameter_are_skipped_with_one_warning(tiny_data_dir, tmp_path):
+    for path in tiny_data_dir.iterdir():
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    write_tone(tmp_path / "stray_p70.00.wav", 70, 0.5, bright=False)
+    write_tone(tmp_path / "other_instID1_p70.00.wav", 70, 0.5, bright=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dataset = _dataset(tmp_path)
+    assert len(dataset.files) == 8
+    messages = [str(w.message) for w in caught]
+    assert len(messages) == 1 and "skipped 2 of 10" in messages[0]
+
+
+def test_excluded_values_leave_exactly_those_files_out(tiny_data_dir):
+    dataset = _dataset(tiny_data_dir, exclude={"p": [76]})
+    assert len(dataset.files) == 4 and all("_p64.00" in f.name for f in dataset.files)
+
+
+@pytest.mark.parametrize("make_folder, message", [
+    (lambda d: None, "no .wav files"),
+    (lambda d: write_tone(d / "tone_x1.wav", 64, 0.5, False), "no usable file"),
+    (lambda d: (d / "nsynth_instID1_a1_p64.wav").write_bytes(b"not audio"), "cannot read"),
+    (lambda d: sf.write(d / "nsynth_instID1_a1_p64.wav", np.zeros(0), 16000), "no audio samples"),
+])
+@pytest.mark.filterwarnings("ignore:skipped")
+def test_bad_folders_give_a_clear_error_naming_the_path(tmp_path, make_folder, message):
+    make_folder(tmp_path)
+    before = sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.iterdir())
+    with pytest.raises((ValueError, FileNotFoundError), match=message) as error:
+        _dataset(tmp_path)
+    assert str(tmp_path) in str(error.value)
+    assert sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.iterdir()) == before
+
+
+def test_missing_folder_says_how_to_build_the_default_set(tmp_path):
+    with pytest.raises(FileNotFoundError, match="render_dataset"):
+        _dataset(tmp_path / "nowhere")

@@ -1,0 +1,92 @@
+import json
+import pickle
+
+import pytest
+import torch
+
+from inference import load_model
+from train import configs_from_params, train
+from utils.run_folder import LAST_CHECKPOINT, load_checkpoint
+from tests.conftest import TINY_SPECS
+
+
+@pytest.fixture
+def params(tiny_data_dir, tmp_path) -> dict:
+    return {"datadir": str(tiny_data_dir), "props": TINY_SPECS, "num_epochs": 2, "batches_per_epoch": 3,
+            "batch_size": 8, "seqLen": 64, "savemodeldir": str(tmp_path / "output"), "savemodel_interval": 1,
+            "seed": 0}
+
+
+def test_original_notebook_keys_reach_their_configs():
+    data, model, config = configs_from_params({"props": {"a": (0, 1)}, "seqLen": 128, "noise": 0,
+                                               "hiddenSize": 32, "nLayers": 2, "numtokens": 64, "lr": 0.01})
+    assert (data.sequence_length, data.add_noise, data.numtokens) == (128, False, 64)
+    assert (model.cond_size, model.hidden_size, model.num_layers, model.numtokens) == (1, 32, 2, 64)
+    assert config.lr == 0.01 and config.batch_size == 256  # left out: the original's default
+
+
+def test_unknown_key_is_named():
+    with pytest.raises(ValueError, match="seq_len"):
+        configs_from_params({"seq_len": 10})
+
+
+def test_a_few_batches_lower_the_loss(params):
+    run_dir = train({**params, "num_epochs": 4, "batches_per_epoch": 8, "lr": 0.01})
+    history = load_checkpoint(run_dir / LAST_CHECKPOINT)["loss_history"]
+    assert len(history) == 4 and history[-1] < history[0] - 0.3
+
+
+def test_run_folder_holds_config_checkpoints_and_loss_history(params):
+    run_dir = train(params)
+    config = json.loads((run_dir / "config.json").read_text())
+    assert config["data"]["parameter_specs"] == {k: list(v) for k, v in TINY_SPECS.items()}
+    assert config["model"]["hidden_size"] == 48 and config["train"]["batches_per_epoch"] == 3
+    assert {p.name for p in (run_dir / "checkpoints").iterdir()} == {
+        "checkpoint_1.pt", "checkpoint_2.pt", "last_checkpoint.pt"}
+    assert len(json.loads((run_dir / "loss_history.json").read_text())["epoch_loss"]) == 2
+    assert (run_dir / "loss_curve.png").stat().st_size > 0
+    assert any((run_dir / "tensorboard").iterdir())
+    model, loaded = load_model(run_dir, "cpu")
+    assert loaded["data"].parameter_specs == TINY_SPECS and not model.training
+
+
+def test_resume_continues_the_same_run(params):
+    straight = train({**params, "num_epochs": 4})
+    run_dir = train(params)
+    resumed = train({"resume": str(run_dir), "num_epochs": 4})
+    assert resumed == run_dir
+    checkpoint = load_checkpoint(run_dir / LAST_CHECKPOINT)
+    assert checkpoint["epoch"] == 4
+    expected = load_checkpoint(straight / LAST_CHECKPOINT)
+    assert checkpoint["loss_history"] == pytest.approx(expected["loss_history"], rel=1e-4)
+    for name, tensor in expected["model"].items():
+        assert torch.allclose(checkpoint["model"][name], tensor, atol=1e-5), name
+
+
+def test_ctrl_c_saves_before_stopping(params):
+    def interrupt(epoch, loss, model):
+        raise KeyboardInterrupt
+
+    run_dir = train({**params, "num_epochs": 5}, on_epoch_end=interrupt)
+    assert load_checkpoint(run_dir / LAST_CHECKPOINT)["epoch"] == 1
+
+
+def test_corrupted_checkpoint_gives_a_clear_error(params):
+    run_dir = train({**params, "num_epochs": 1})
+    path = run_dir / LAST_CHECKPOINT
+    path.write_bytes(path.read_bytes()[:1000])
+    with pytest.raises(ValueError, match="truncated or corrupted"):
+        load_model(run_dir, "cpu")
+
+
+class Payload:
+    def __reduce__(self):
+        return (print, ("this must never run",))
+
+
+def test_checkpoint_carrying_a_pickled_object_is_refused(tmp_path, capsys):
+    path = tmp_path / "evil.pt"
+    torch.save({"format_version": 1, "model": {}, "extra": Payload()}, path)
+    with pytest.raises(ValueError, match="could run code"):
+        load_checkpoint(path)
+    assert "this must never run" not in capsys.readouterr().out
