@@ -5,9 +5,14 @@ Example: python inference.py --param instID=2 --param p=64:76 --param a=0.6 --le
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -15,8 +20,11 @@ import torch
 from audioDataLoader.audio_dataset import input_value_table, normalize_parameters
 from audioDataLoader.mulaw import mu_law_decode, mu_law_encode
 from model.gru_audio_model import RNN
-from model.torch_sampler import sample_torch
+from model.torch_sampler import TorchVoices
 from utils.run_folder import load_model, newest_run, write_atomically
+
+if TYPE_CHECKING:
+    from model.numba_sampler import NumbaVoices
 
 
 @torch.no_grad()
@@ -39,33 +47,125 @@ def prime(model: RNN, warmup_sequence: np.ndarray | torch.Tensor | None, cond: t
     return codes[-1].expand(batch).clone(), hidden
 
 
+BACKENDS = ("auto", "torch", "numba")
+
+
+def numba_available() -> bool:
+    """Return whether numba is installed, so the compiled sampler can run."""
+    return importlib.util.find_spec("numba") is not None
+
+
+def choose_backend(model: RNN, backend: str = "auto") -> str:
+    """Return the sampler to use, "numba" or "torch"; "auto" picks numba for a CPU model when numba is installed."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
+    if backend == "auto":
+        on_cpu = next(model.parameters()).device.type == "cpu"
+        return "numba" if on_cpu and numba_available() else "torch"
+    if backend == "numba" and not numba_available():
+        raise ImportError("backend='numba' needs numba: pip install numba, or pass backend='torch'")
+    return backend
+
+
+@dataclass(frozen=True)
+class GenerationRate:
+    """How fast a block was generated: `samples` over all voices in `seconds`, for audio at `sample_rate`."""
+
+    samples: int
+    seconds: float
+    sample_rate: int
+
+    @property
+    def samples_per_second(self) -> float:
+        """Return the samples generated per second, all voices together."""
+        return self.samples / self.seconds
+
+    @property
+    def real_time(self) -> float:
+        """Return how many times faster than real time generation ran (above 1 it keeps up with playback)."""
+        return self.samples_per_second / self.sample_rate
+
+
+@contextmanager
+def _evaluating(model: RNN) -> Iterator[None]:
+    was_training = model.training
+    model.eval()
+    try:
+        yield
+    finally:
+        model.train(was_training)
+
+
+class SynthStream:
+    """The model playing as a stream: each `render` continues the audio where the previous block stopped.
+
+    Conditioning is in [0, 1] per parameter (`parameter_trajectory` builds it from a run's own units), so the
+    controls can change from block to block while the hidden state, last sample and random streams carry over:
+    blocks rendered one after another equal one long call with the same seed. The first block primes the network
+    with `warmup_sequence` and fixes the number of voices, (n, P) for one voice or (B, n, P) for B voices. The
+    numba backend plays the weights the model had at the first block. `rate` tells how fast the last block ran.
+    """
+
+    def __init__(self, model: RNN, warmup_sequence: np.ndarray | torch.Tensor | None = None,
+                 top_n: int | None = 3, temperature: float = 1.0, seed: int | None = None, encode: bool = True,
+                 backend: str = "auto", sample_rate: int = 16000) -> None:
+        if temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {temperature}")
+        self.model, self.warmup_sequence, self.seed, self.sample_rate = model, warmup_sequence, seed, sample_rate
+        self.top_n, self.temperature = top_n, temperature
+        self.backend = choose_backend(model, backend)
+        self.device = next(model.parameters()).device
+        self.input_values = input_value_table(model.config.numtokens, encode).to(self.device)
+        self.voices: TorchVoices | NumbaVoices | None = None
+        self.rate: GenerationRate | None = None
+
+    def render(self, cond: np.ndarray | torch.Tensor) -> np.ndarray:
+        """Return the next block of float audio, (n,) for cond (n, P) or (B, n) for cond (B, n, P)."""
+        start = time.perf_counter()
+        size = self.model.config.cond_size
+        block = torch.as_tensor(cond, dtype=torch.float32, device=self.device)
+        single = block.ndim == 2
+        if single:
+            block = block[None]
+        if block.ndim != 3 or block.shape[-1] != size:
+            raise ValueError(f"conditioning must be (T, {size}) or (B, T, {size}) for this model, "
+                             f"got shape {tuple(block.shape)}")
+        with _evaluating(self.model):
+            if self.voices is None:
+                self.voices = self._start(block)
+            elif len(self.voices.previous) != len(block):
+                raise ValueError(f"this stream plays {len(self.voices.previous)} voice(s), got conditioning for "
+                                 f"{len(block)}; make a new SynthStream to change the number of voices")
+            codes = self.voices.sample(block, self.top_n, self.temperature)
+        audio = mu_law_decode(codes, self.model.config.numtokens)
+        self.rate = GenerationRate(codes.size, time.perf_counter() - start, self.sample_rate)
+        return audio[0] if single else audio
+
+    def hold(self, values: np.ndarray | list[float], num_samples: int) -> np.ndarray:
+        """Return the next num_samples of audio with the parameters held at values, (P,) or (B, P) in [0, 1]."""
+        values = np.asarray(values, dtype=np.float32)
+        return self.render(np.repeat(values[..., None, :], num_samples, axis=-2))
+
+    def _start(self, block: torch.Tensor) -> TorchVoices | NumbaVoices:
+        previous, hidden = prime(self.model, self.warmup_sequence, block, self.input_values)
+        if self.backend == "numba":
+            from model.numba_sampler import NumbaVoices
+
+            return NumbaVoices(self.model, previous, hidden, self.input_values, self.seed)
+        return TorchVoices(self.model, previous, hidden, self.input_values, self.seed)
+
+
 def run_inference(model: RNN, cond_seq: np.ndarray | torch.Tensor,
                   warmup_sequence: np.ndarray | torch.Tensor | None = None, top_n: int | None = 3,
-                  temperature: float = 1.0, seed: int | None = None, encode: bool = True) -> np.ndarray:
+                  temperature: float = 1.0, seed: int | None = None, encode: bool = True,
+                  backend: str = "auto") -> np.ndarray:
     """Return float audio (T,) for cond_seq (T, P), or (B, T) for B voices at once from cond_seq (B, T, P).
 
     cond_seq holds the parameters mapped to [0, 1]; `encode` is the run's data setting (config["data"].encode).
+    `backend` "auto" runs the compiled numba sampler for a CPU model and PyTorch for a CUDA one (see
+    `choose_backend`); the two draw from different random streams, so a seed reproduces audio within a backend.
     """
-    device = next(model.parameters()).device
-    cond = torch.as_tensor(cond_seq, dtype=torch.float32, device=device)
-    single = cond.ndim == 2
-    if single:
-        cond = cond[None]
-    if cond.ndim != 3 or cond.shape[-1] != model.config.cond_size:
-        raise ValueError(f"cond_seq must be (T, {model.config.cond_size}) or (B, T, {model.config.cond_size}) "
-                         f"for this model, got shape {tuple(cond_seq.shape)}")
-    if temperature <= 0:
-        raise ValueError(f"temperature must be > 0, got {temperature}")
-    generator = torch.Generator(device=device)
-    generator.manual_seed(seed) if seed is not None else generator.seed()
-    input_values = input_value_table(model.config.numtokens, encode).to(device)
-    was_training = model.training
-    model.eval()
-    previous, hidden = prime(model, warmup_sequence, cond, input_values)
-    codes, _ = sample_torch(model, cond, previous, hidden, input_values, top_n, temperature, generator)
-    model.train(was_training)
-    audio = mu_law_decode(codes, model.config.numtokens).cpu().numpy()
-    return audio[0] if single else audio
+    return SynthStream(model, warmup_sequence, top_n, temperature, seed, encode, backend).render(cond_seq)
 
 
 def parameter_trajectory(specs: dict[str, tuple[float, float]], settings: dict[str, tuple[float, float]],
@@ -102,6 +202,8 @@ def main(argv: list[str] | None = None) -> None:
                         help="a conditioning parameter in its own units, held or ramped; repeat for each")
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
+    parser.add_argument("--backend", choices=BACKENDS, default="auto",
+                        help="sampler: auto (numba on CPU, torch on CUDA), torch, or numba")
     parser.add_argument("--output_wav_path", help="default: <run_directory>/generated.wav")
     parser.add_argument("--output_plot_path", help="default: the WAV path with .png")
     args = parser.parse_args(argv)
@@ -114,10 +216,10 @@ def main(argv: list[str] | None = None) -> None:
     cond = parameter_trajectory(data.parameter_specs, settings, length)
 
     start = time.perf_counter()
-    audio = run_inference(model, cond, None, args.top_n, args.temperature, args.seed, data.encode)
+    audio = run_inference(model, cond, None, args.top_n, args.temperature, args.seed, data.encode, args.backend)
     seconds = time.perf_counter() - start
-    print(f"generated {length} samples in {seconds:.2f} s: {length / seconds:,.0f} samples/s, "
-          f"{length / seconds / data.sample_rate:.2f}x real time")
+    print(f"generated {length} samples in {seconds:.2f} s with {choose_backend(model, args.backend)}: "
+          f"{length / seconds:,.0f} samples/s, {length / seconds / data.sample_rate:.2f}x real time")
 
     wav_path = Path(args.output_wav_path or run_directory / "generated.wav")
     plot_path = Path(args.output_plot_path or wav_path.with_suffix(".png"))

@@ -1,6 +1,7 @@
 """Autoregressive sampling with the PyTorch model, one step at a time: the reference path, and the CUDA one."""
 from __future__ import annotations
 
+import numpy as np
 import torch
 
 from model.gru_audio_model import RNN
@@ -37,3 +38,24 @@ def sample_torch(model: RNN, cond: torch.Tensor, previous: torch.Tensor, hidden:
         previous = draw_top_n(logits, top_n, temperature, generator)
         codes[:, t] = previous
     return codes, hidden
+
+
+class TorchVoices:
+    """B voices between blocks for `sample_torch`: last indices (B,), hidden (L, B, H) and a seeded generator."""
+
+    def __init__(self, model: RNN, previous: torch.Tensor, hidden: torch.Tensor, input_values: torch.Tensor,
+                 seed: int | None) -> None:
+        self.model, self.previous, self.hidden, self.input_values = model, previous, hidden, input_values
+        self.generator = torch.Generator(device=previous.device)
+        if seed is None:
+            self.generator.seed()
+        else:
+            self.generator.manual_seed(seed)
+
+    def sample(self, cond: torch.Tensor, top_n: int | None, temperature: float) -> np.ndarray:
+        """Return the next mu-law indices (B, T) for cond (B, T, P), carrying the voices' state on."""
+        codes, self.hidden = sample_torch(self.model, cond, self.previous, self.hidden, self.input_values, top_n,
+                                          temperature, self.generator)
+        if codes.shape[1]:
+            self.previous = codes[:, -1]
+        return codes.cpu().numpy()

@@ -1,0 +1,127 @@
+import numpy as np
+import pytest
+import torch
+
+import inference
+from audioDataLoader.audio_dataset import input_value_table
+from audioDataLoader.mulaw import mu_law_encode
+from inference import choose_backend, prime, run_inference
+from model.gru_audio_model import RNN, GRUAudioConfig
+from model.numba_sampler import gru_weights, step_logits
+
+
+def random_model(seed: int, config: GRUAudioConfig = GRUAudioConfig()) -> RNN:
+    torch.manual_seed(seed)
+    return RNN(config).eval()
+
+
+def chi_square(counts: np.ndarray, probabilities: np.ndarray) -> tuple[float, int]:
+    """Return Pearson's (statistic, degrees of freedom), classes expecting fewer than 5 draws pooled into one."""
+    expected = counts.sum() * probabilities
+    rare = expected < 5
+    observed = np.append(counts[~rare], counts[rare].sum())
+    expected = np.append(expected[~rare], expected[rare].sum())
+    kept = expected > 0
+    return float(((observed[kept] - expected[kept]) ** 2 / expected[kept]).sum()), int(kept.sum()) - 1
+
+
+def gliding_conditioning(length: int) -> np.ndarray:
+    t = np.linspace(0, 1, length, dtype=np.float32)
+    return np.stack([t, 1 - t, 0.5 + 0.5 * np.sin(40 * t)], axis=1).astype(np.float32)
+
+
+@pytest.mark.parametrize("config", [
+    GRUAudioConfig(),
+    GRUAudioConfig(cond_size=2, hidden_size=10, num_layers=1, numtokens=30),  # sizes that need padding, one layer
+    GRUAudioConfig(cond_size=1, hidden_size=7, num_layers=3, numtokens=13),
+])
+def test_compiled_step_logits_match_pytorch_over_hundreds_of_steps(config):
+    model = random_model(0, config)
+    inputs = torch.rand(300, 1 + config.cond_size, generator=torch.Generator().manual_seed(1))
+    hidden_torch = model.init_hidden(1)
+    hidden_numba = np.zeros((config.num_layers, config.hidden_size), np.float32)
+    weights = gru_weights(model)
+    with torch.no_grad():
+        for x in inputs:
+            expected, hidden_torch = model.step(x[None], hidden_torch)
+            logits = step_logits(weights, x.numpy(), hidden_numba, config.numtokens)
+            np.testing.assert_allclose(logits, expected[0].numpy(), rtol=0, atol=1e-4)
+    np.testing.assert_allclose(hidden_numba, hidden_torch[:, 0].numpy(), rtol=0, atol=1e-5)
+
+
+def test_greedy_sampling_gives_the_same_sequence_on_both_backends():
+    model = random_model(9)
+    with torch.no_grad():  # livelier, better separated logits than the plain random init, so argmax moves about
+        model.input_proj.weight.mul_(3)
+        model.output.weight.mul_(40)
+    cond, warmup = gliding_conditioning(400), 0.5 * np.sin(np.linspace(0, 30, 200))
+    from_torch = run_inference(model, cond, warmup, top_n=1, backend="torch")
+    from_numba = run_inference(model, cond, warmup, top_n=1, backend="numba")
+
+    # The premise: along this path the best class leads the next by far more than the two backends' rounding.
+    values = input_value_table(256, True)
+    previous, hidden = prime(model, warmup, torch.as_tensor(cond)[None], values)
+    fed_back = torch.cat([previous, mu_law_encode(torch.as_tensor(from_torch), 256)[:-1]])
+    with torch.no_grad():
+        logits, _ = model(torch.cat([values[fed_back][None, :, None], torch.as_tensor(cond)[None]], dim=-1), hidden)
+    best_two = logits[0].topk(2, dim=-1).values
+    assert (best_two[:, 0] - best_two[:, 1]).min() > 1e-3
+    assert len(np.unique(from_torch)) >= 4
+
+    np.testing.assert_array_equal(from_numba, from_torch)
+
+
+@pytest.mark.parametrize("top_n, temperature", [(5, 1.0), (3, 0.5), (0, 2.0)])
+def test_drawn_samples_follow_the_top_n_softmax_on_both_backends(top_n, temperature):
+    # Many voices in the same state each draw one sample: the counts against softmax(top_n logits / temperature).
+    model = random_model(3)
+    with torch.no_grad():
+        model.output.weight.mul_(60)  # spread-out probabilities, so a temperature 10% off fails the test
+    draws, warmup = 20000, 0.3 * np.sin(np.linspace(0, 10, 30))
+    cond = np.full((draws, 1, 3), 0.4, np.float32)
+    values = input_value_table(256, True)
+    previous, hidden = prime(model, warmup, torch.as_tensor(cond[:1]), values)
+    with torch.no_grad():
+        logits, _ = model.step(torch.cat([values[previous], torch.as_tensor(cond[0, 0])])[None], hidden)
+    logits = logits[0].double()
+    kept = logits.topk(top_n).indices if top_n else torch.arange(256)
+    expected = torch.zeros(256, dtype=torch.float64)
+    expected[kept] = torch.softmax(logits[kept] / temperature, dim=0)
+    expected = expected.numpy()
+
+    for backend in ("torch", "numba"):
+        audio = run_inference(model, cond, warmup, top_n=top_n, temperature=temperature, seed=11, backend=backend)
+        counts = np.bincount(mu_law_encode(audio[:, 0], 256), minlength=256)
+        assert counts[expected == 0].sum() == 0, f"{backend} drew a class outside the top {top_n}"
+        statistic, df = chi_square(counts, expected)
+        # Six standard deviations above the statistic's mean: a wrong distribution lands far beyond this.
+        assert statistic < df + 6 * np.sqrt(2 * df), f"{backend}: chi-square {statistic:.1f} with {df} df"
+
+
+def test_a_voice_does_not_depend_on_the_voices_beside_it():
+    model = random_model(0)
+    cond = np.random.default_rng(0).uniform(size=(3, 200, 3)).astype(np.float32)
+    together = run_inference(model, cond, None, top_n=3, seed=5, backend="numba")
+    alone = run_inference(model, cond[0], None, top_n=3, seed=5, backend="numba")
+    np.testing.assert_array_equal(together[0], alone)
+
+
+def test_auto_backend_is_numba_on_cpu_and_torch_on_request():
+    model = random_model(0)
+    cond = np.random.default_rng(1).uniform(size=(300, 3)).astype(np.float32)
+    auto = run_inference(model, cond, None, top_n=3, seed=2)
+    assert choose_backend(model) == "numba"
+    np.testing.assert_array_equal(auto, run_inference(model, cond, None, top_n=3, seed=2, backend="numba"))
+    assert not np.array_equal(auto, run_inference(model, cond, None, top_n=3, seed=2, backend="torch"))
+
+
+def test_auto_backend_falls_back_to_torch_without_numba(monkeypatch):
+    monkeypatch.setattr(inference, "numba_available", lambda: False)
+    assert choose_backend(random_model(0)) == "torch"
+    with pytest.raises(ImportError, match="pip install numba"):
+        choose_backend(random_model(0), "numba")
+
+
+def test_an_unknown_backend_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'torch', 'numba'\), got 'cuda'"):
+        run_inference(random_model(0), np.zeros((10, 3), np.float32), backend="cuda")
