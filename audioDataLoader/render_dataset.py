@@ -1,0 +1,303 @@
+"""Build the default data set offline: sustained notes named by instrument, pitch and amplitude.
+
+The original trained on nsynth.64.76_sm: 2 instruments (instID 1 clarinet, 2 trumpet) x MIDI pitches 64-76 x
+10 amplitudes, each file the middle 2.5 s of a note, 16 kHz mono. This renders the same grid with FluidSynth and
+a General MIDI SoundFont, or with additive synthesis where either is missing:
+
+    python -m audioDataLoader.render_dataset                  # data/nsynth.64.76_sm, 260 files
+    python -m audioDataLoader.render_dataset --programs 72 57 69 --output_dir data/three_winds
+
+Programs are General MIDI numbers counted from 1, as in the GM list (72 Clarinet, 57 Trumpet, 69 Oboe);
+instID 1, 2, ... follow their order. Each note is peak-normalised and then scaled by its amplitude value, so
+a file's peak sample equals its `a` and levels are proportional to it.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+import soundfile as sf
+
+# Where Debian/Ubuntu (fluid-soundfont-gm), Fedora and Arch put a General MIDI SoundFont.
+SOUNDFONT_PATHS = (
+    "/usr/share/sounds/sf2/FluidR3_GM.sf2",
+    "/usr/share/sounds/sf2/default-GM.sf2",
+    "/usr/share/soundfonts/FluidR3_GM.sf2",
+    "/usr/share/soundfonts/default.sf2",
+)
+INSTALL_HINT = ("install FluidSynth and a General MIDI SoundFont (Debian/Ubuntu: "
+                "`apt-get install fluid-soundfont-gm libfluidsynth3`) or pass one with --soundfont")
+# The additive fallback knows these GM programs: an odd-harmonic reed and a bright brass.
+FALLBACK_TIMBRES = {72: "clarinet", 57: "trumpet"}
+# The fallback's vibrato depth: enough to sound alive, far inside the 20-cent pitch tolerance.
+VIBRATO_CENTS = 8.0
+# Rendered before and after the kept middle, so neither attack nor release is in the file.
+MARGIN_SECONDS = 0.5
+
+Note = tuple[int, int, int]  # (instID, GM program, MIDI pitch)
+
+
+@dataclass(frozen=True)
+class RenderConfig:
+    """What to render: instruments, pitches, amplitudes, note length, rate, and where to write."""
+
+    output_dir: str = "data/nsynth.64.76_sm"
+    programs: tuple[int, ...] = (72, 57)  # GM numbers counted from 1; instID 1, 2, ... in this order
+    pitches: tuple[int, ...] = tuple(range(64, 77))  # MIDI notes
+    amplitudes: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)  # peak of each file
+    note_seconds: float = 2.5
+    sample_rate: int = 16000
+    soundfont: str | None = None  # None: the first of SOUNDFONT_PATHS that exists
+    fallback: bool = False  # True: additive synthesis even where a SoundFont is installed
+    velocity: int = 100  # one velocity for all notes, so the timbre does not change with `a`
+
+    def __post_init__(self) -> None:
+        for name in ("programs", "pitches", "amplitudes"):
+            object.__setattr__(self, name, tuple(getattr(self, name)))
+        checks = [
+            ("programs", self.programs, lambda v: 1 <= v <= 128 and int(v) == v, "General MIDI numbers 1..128"),
+            ("pitches", self.pitches, lambda v: 0 <= v <= 127 and int(v) == v, "MIDI notes 0..127"),
+            ("amplitudes", self.amplitudes, lambda v: 0 < v <= 1, "peak levels in (0, 1]"),
+        ]
+        for name, values, valid, expected in checks:
+            if not values or not all(valid(v) for v in values):
+                raise ValueError(f"{name} must be one or more {expected}, got {list(values)}")
+        if self.note_seconds <= 0:
+            raise ValueError(f"note_seconds must be positive, got {self.note_seconds}")
+        if not 8000 <= self.sample_rate <= 96000:
+            raise ValueError(f"sample_rate must be 8000..96000 Hz (FluidSynth's range), got {self.sample_rate}")
+        if not 1 <= self.velocity <= 127:
+            raise ValueError(f"velocity must be 1..127, got {self.velocity}")
+        named_amplitudes = {f"{a:05.2f}" for a in self.amplitudes}
+        if len(set(self.pitches)) < len(self.pitches) or len(named_amplitudes) < len(self.amplitudes):
+            raise ValueError("pitches or amplitudes repeat a value (amplitudes are named to 2 decimals): "
+                             f"pitches {list(self.pitches)}, amplitudes {list(self.amplitudes)}")
+
+    def file_count(self) -> int:
+        """Return how many wavs the grid makes: programs x pitches x amplitudes."""
+        return len(self.programs) * len(self.pitches) * len(self.amplitudes)
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    """What build_dataset left in `folder`: `files` wavs from `source` ("soundfont", "additive" or "existing")."""
+
+    folder: Path
+    files: int
+    source: str
+    soundfont: Path | None = None
+
+
+def file_name(inst_id: int, pitch: float, amplitude: float) -> str:
+    """Return the wav name carrying the three parameters, e.g. nsynth_instID02.00_p76.00_a00.30.wav."""
+    return f"nsynth_instID{inst_id:05.2f}_p{pitch:05.2f}_a{amplitude:05.2f}.wav"
+
+
+def find_soundfont(explicit: str | None = None) -> Path | None:
+    """Return the SoundFont to use: `explicit` (which must exist), else the first installed one, else None."""
+    if explicit is not None:
+        path = Path(explicit).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"SoundFont {path} (--soundfont) does not exist; give the path of a .sf2 file")
+        return path
+    return next((Path(p) for p in SOUNDFONT_PATHS if Path(p).is_file()), None)
+
+
+def scale_to_peak(note: np.ndarray, amplitude: float) -> np.ndarray:
+    """Return the note scaled so its largest absolute sample equals `amplitude`, as float32."""
+    peak = np.max(np.abs(note))
+    if peak == 0:
+        raise ValueError("the note is silent, so no level can be imposed on it")
+    return (note * (amplitude / peak)).astype(np.float32)
+
+
+def _check_fallback_programs(programs: Iterable[int]) -> None:
+    unknown = [p for p in programs if p not in FALLBACK_TIMBRES]
+    if unknown:
+        raise ValueError(f"the additive fallback knows only GM programs {FALLBACK_TIMBRES}, not {unknown}; "
+                         f"for other instruments {INSTALL_HINT}")
+
+
+def harmonic_amplitudes(program: int, count: int) -> np.ndarray:
+    """Return the additive fallback's amplitudes of harmonics 1..count for a GM program it knows."""
+    _check_fallback_programs([program])
+    k = np.arange(1, count + 1, dtype=np.float64)
+    if FALLBACK_TIMBRES[program] == "clarinet":
+        # A cylindrical bore: odd harmonics falling as 1/k, even ones barely there.
+        return np.where(k % 2 == 1, 1.0, 0.03) / k
+    # Brass: every harmonic, the strongest around the 2nd-3rd, a slow roll-off that makes it bright.
+    return k * np.exp(-k / 2.5)
+
+
+def additive_note(program: int, pitch: int, seconds: float, sample_rate: int) -> np.ndarray:
+    """Return a steady additive-synthesis note (slight vibrato, breath noise), deterministic per program and pitch."""
+    rng = np.random.default_rng([program, pitch])
+    n = int(round(seconds * sample_rate))
+    t = np.arange(n) / sample_rate
+    f0 = 440.0 * 2.0 ** ((pitch - 69) / 12)
+    vibrato_cents = VIBRATO_CENTS * np.sin(2 * np.pi * 5.0 * t + rng.uniform(0, 2 * np.pi))
+    phase = 2 * np.pi * np.cumsum(f0 * 2.0 ** (vibrato_cents / 1200)) / sample_rate
+    # Keep every harmonic below Nyquist even at the top of the vibrato, so nothing aliases.
+    count = max(int(0.45 * sample_rate / (f0 * 2.0 ** (VIBRATO_CENTS / 1200))), 1)
+    amplitudes = harmonic_amplitudes(program, count)
+    offsets = rng.uniform(0, 2 * np.pi, count)
+    tone = sum(a * np.sin(k * phase + o) for k, (a, o) in enumerate(zip(amplitudes, offsets), start=1))
+    breath = np.diff(rng.standard_normal(n + 1))  # differenced white noise: a hiss tilted to the highs
+    return tone + 0.02 * np.sqrt(np.mean(tone**2)) * breath
+
+
+def _load_fluidsynth() -> ModuleType | None:
+    try:
+        import fluidsynth
+    except (ImportError, OSError):
+        return None
+    return fluidsynth
+
+
+def soundfont_notes(fluidsynth: ModuleType, soundfont: Path, notes: Iterable[Note], seconds: float, sample_rate: int,
+                    velocity: int) -> Iterator[tuple[Note, np.ndarray]]:
+    """Yield (note, mono middle `seconds` of the held note) for each note, rendered by FluidSynth."""
+    # Reverb and chorus off: a dry note whose level and pitch are the instrument's alone, rendered the same each time.
+    synth = fluidsynth.Synth(gain=1.0, samplerate=float(sample_rate),
+                             **{"synth.reverb.active": 0, "synth.chorus.active": 0})
+    try:
+        font = synth.sfload(str(soundfont))
+        if font < 0:
+            raise ValueError(f"FluidSynth could not load the SoundFont {soundfont}; check that it is a valid .sf2")
+        margin = int(round(MARGIN_SECONDS * sample_rate))
+        length = int(round(seconds * sample_rate))
+        for note in notes:
+            _, program, pitch = note
+            if synth.program_select(0, font, 0, int(program) - 1) != 0:
+                raise ValueError(f"SoundFont {soundfont} has no bank-0 preset for GM program {program}")
+            synth.noteon(0, int(pitch), velocity)
+            stereo = synth.get_samples(length + 2 * margin).reshape(-1, 2)
+            synth.all_sounds_off(0)
+            if np.abs(stereo.astype(np.int32)).max() >= 32767:
+                raise ValueError(f"GM program {program}, pitch {pitch} clipped in FluidSynth; lower --velocity")
+            yield note, stereo[margin:margin + length].mean(axis=1) / 32768.0
+    finally:
+        synth.delete()
+
+
+def _additive_notes(notes: Iterable[Note], seconds: float, sample_rate: int) -> Iterator[tuple[Note, np.ndarray]]:
+    for note in notes:
+        yield note, additive_note(note[1], note[2], seconds, sample_rate)
+
+
+def _existing_wavs(folder: Path) -> list[Path]:
+    return [p for p in folder.iterdir() if p.suffix.lower() == ".wav"] if folder.is_dir() else []
+
+
+def build_dataset(config: RenderConfig | None = None,
+                  progress: Callable[[list[Note]], Iterable[Note]] = iter) -> BuildResult:
+    """Return what is in config.output_dir after rendering every note there, or leaving existing wavs untouched.
+
+    The files are written into a hidden folder beside the output and renamed into place at the end, so an
+    interrupted build leaves no folder that looks complete. `progress` wraps the list of notes (e.g. tqdm).
+    """
+    config = config or RenderConfig()
+    output = Path(config.output_dir)
+    existing = _existing_wavs(output)
+    if existing:
+        return BuildResult(output, len(existing), "existing")
+    if output.is_dir() and any(output.iterdir()):
+        raise FileExistsError(f"{output} holds files but no wavs; empty it or choose another --output_dir")
+
+    notes = [(inst_id, program, pitch) for inst_id, program in enumerate(config.programs, start=1)
+             for pitch in config.pitches]
+    fluidsynth = None if config.fallback else _load_fluidsynth()
+    soundfont = None if config.fallback else find_soundfont(config.soundfont)
+    if fluidsynth is not None and soundfont is not None:
+        rendered = soundfont_notes(fluidsynth, soundfont, progress(notes), config.note_seconds, config.sample_rate,
+                                   config.velocity)
+        source = "soundfont"
+    else:
+        if config.soundfont is not None and not config.fallback:
+            raise ImportError(f"the FluidSynth library is not installed, so --soundfont cannot be used; "
+                              f"{INSTALL_HINT}")
+        _check_fallback_programs(config.programs)
+        if not config.fallback:
+            missing = "the FluidSynth library" if fluidsynth is None else "a General MIDI SoundFont"
+            warnings.warn(f"{missing} was not found, so the notes are made by additive synthesis (a stand-in for "
+                          f"the clarinet and trumpet); for the real instruments {INSTALL_HINT}", stacklevel=2)
+        rendered = _additive_notes(progress(notes), config.note_seconds, config.sample_rate)
+        source = "additive"
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    try:
+        for (inst_id, program, pitch), audio in rendered:
+            try:
+                normalized = scale_to_peak(audio, 1.0)
+            except ValueError as error:
+                raise ValueError(f"GM program {program}, pitch {pitch}: {error}; choose pitches it plays") from None
+            for amplitude in config.amplitudes:
+                sf.write(partial / file_name(inst_id, pitch, amplitude), normalized * np.float32(amplitude),
+                         config.sample_rate, subtype="PCM_16")
+        if output.is_dir():
+            output.rmdir()  # empty, checked above; a rename cannot replace a folder on every system
+        os.replace(partial, output)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return BuildResult(output, config.file_count(), source, soundfont if source == "soundfont" else None)
+
+
+def _parse_args(argv: list[str] | None) -> RenderConfig:
+    defaults = RenderConfig()
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--output_dir", default=defaults.output_dir,
+                        help="folder to create; left untouched if it already holds wavs (default: %(default)s)")
+    parser.add_argument("--soundfont", help=f"a .sf2 file (default: the first of {', '.join(SOUNDFONT_PATHS)})")
+    parser.add_argument("--programs", type=int, nargs="+", default=defaults.programs, metavar="GM",
+                        help="General MIDI programs counted from 1 (72 Clarinet, 57 Trumpet); instID 1, 2, ... "
+                             "in this order (default: 72 57)")
+    parser.add_argument("--pitch_range", type=int, nargs=2, metavar=("LOW", "HIGH"),
+                        default=(defaults.pitches[0], defaults.pitches[-1]),
+                        help="MIDI notes LOW..HIGH, both included (default: 64 76)")
+    parser.add_argument("--amplitudes", type=float, nargs="+", default=defaults.amplitudes, metavar="A",
+                        help="peak level of each file in (0, 1] (default: 0.1 0.2 ... 1.0)")
+    parser.add_argument("--note_seconds", type=float, default=defaults.note_seconds,
+                        help="length kept from the middle of each held note (default: %(default)s)")
+    parser.add_argument("--sample_rate", type=int, default=defaults.sample_rate, help="(default: %(default)s)")
+    parser.add_argument("--velocity", type=int, default=defaults.velocity, help="MIDI velocity (default: %(default)s)")
+    parser.add_argument("--fallback", action="store_true",
+                        help="make the notes by additive synthesis even where a SoundFont is installed")
+    args = parser.parse_args(argv)
+    low, high = args.pitch_range
+    if low > high:
+        parser.error(f"--pitch_range {low} {high}: LOW must not exceed HIGH")
+    return RenderConfig(output_dir=args.output_dir, programs=tuple(args.programs), pitches=tuple(range(low, high + 1)),
+                        amplitudes=tuple(args.amplitudes), note_seconds=args.note_seconds,
+                        sample_rate=args.sample_rate, soundfont=args.soundfont, fallback=args.fallback,
+                        velocity=args.velocity)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: build the data set and print where it is and how many files it holds."""
+    from tqdm.auto import tqdm
+
+    try:
+        config = _parse_args(argv)
+        result = build_dataset(config, lambda notes: tqdm(notes, desc="notes", unit="note"))
+    except (ValueError, FileNotFoundError, FileExistsError, ImportError) as error:
+        raise SystemExit(f"error: {error}") from None
+    if result.source == "existing":
+        print(f"{result.folder} already holds {result.files} wav files; left as they are "
+              "(remove the folder to build it again)")
+    via = {"soundfont": f"FluidSynth with {result.soundfont}", "additive": "additive synthesis",
+           "existing": "existing files"}[result.source]
+    print(f"data set: {result.files} files in {result.folder} ({via})")
+
+
+if __name__ == "__main__":
+    main()
