@@ -5,12 +5,17 @@ One process: `python train.py --preset quick`. Several (DDP): `torchrun --nproc_
 from __future__ import annotations
 
 import argparse
+import gc
+import itertools
 import json
 import os
+import signal
 import time
+import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -70,20 +75,36 @@ def configs_from_params(params: dict) -> tuple[AudioDatasetConfig, GRUAudioConfi
     return data, model, train_config
 
 
-def _init_distributed() -> tuple[int, int]:
-    """Return (rank, world_size), joining the process group that torchrun describes in the environment."""
+@contextmanager
+def _process_group() -> Iterator[tuple[int, int]]:
+    """Yield (rank, world_size), inside the process group that torchrun describes in the environment."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    return (dist.get_rank() if world_size > 1 else 0), world_size
+    if world_size == 1:
+        yield 0, 1
+        return
+    joined = not dist.is_initialized()
+    if joined:
+        # CPU tensors (the stop flag, the starting point) go through gloo even where gradients go through NCCL.
+        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
+    try:
+        yield dist.get_rank(), world_size
+    finally:
+        if joined:
+            # DDP's reducer sits in reference cycles that hold the group; left to interpreter exit, a gloo worker
+            # thread releasing its last collective can abort the process ("terminate called without an active
+            # exception"). Collecting them first lets the group join its threads here.
+            gc.collect()
+            dist.destroy_process_group()
 
 
 def _pick_device(name: str) -> torch.device:
-    if name != "auto":
-        return torch.device(name)
-    if torch.cuda.is_available():
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return torch.device("cpu")
+    """Return the device to train on: "auto" is CUDA when available, and a bare "cuda" is this rank's GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+    return device
 
 
 def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
@@ -91,20 +112,49 @@ def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
     return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
 
 
-def _new_run_dir(savemodeldir: str, world_size: int) -> Path:
-    name = [time.strftime("%Y%m%d-%H%M%S")]
-    if world_size > 1:  # every rank must write to (and rank 0 only create) the same folder
-        dist.broadcast_object_list(name, src=0)
-    return Path(savemodeldir) / name[0]
+@dataclass
+class _Start:
+    """Where a run begins: its folder, its configs, and the checkpoint it continues (None for a new run)."""
+
+    run_dir: Path
+    data: AudioDatasetConfig
+    model: GRUAudioConfig
+    train: TrainConfig
+    checkpoint: dict | None
+
+    def history(self) -> list[float]:
+        """Return the mean loss of each epoch already trained."""
+        return list(self.checkpoint["loss_history"]) if self.checkpoint else []
 
 
-def _resumed_configs(params: dict) -> tuple[Path, AudioDatasetConfig, GRUAudioConfig, TrainConfig]:
-    """Return the run folder and its saved configs, with training keys given in `params` taking precedence."""
+def _starting_point(params: dict) -> _Start:
+    """Return a new run folder and the configs for `params`, or the resumed run's folder, configs and checkpoint.
+
+    Training keys given with `resume` take precedence over the saved ones.
+    """
+    if not params.get("resume"):
+        data, model, config = configs_from_params(params)
+        return _Start(_new_run_dir(config.savemodeldir), data, model, config, None)
     run_dir = Path(params["resume"])
     saved = read_config(run_dir)
-    train_config = TrainConfig(**saved["train"])
-    train_config = replace(train_config, **{k: v for k, v in params.items() if k in TRAIN_KEYS})
-    return run_dir, saved["data"], saved["model"], train_config
+    config = replace(TrainConfig(**saved["train"]), **{k: v for k, v in params.items() if k in TRAIN_KEYS})
+    return _Start(run_dir, saved["data"], saved["model"], config, load_checkpoint(run_dir / LAST_CHECKPOINT))
+
+
+def _new_run_dir(savemodeldir: str) -> Path:
+    """Return a folder named for the time, with a suffix where an earlier run took that name (created later)."""
+    stem = Path(savemodeldir) / time.strftime("%Y%m%d-%H%M%S")
+    names = (stem.with_name(f"{stem.name}-{suffix}") if suffix else stem for suffix in itertools.count())
+    return next(run_dir for run_dir in names if not run_dir.exists())
+
+
+def _shared_starting_point(params: dict, rank: int, world_size: int) -> _Start:
+    """Return rank 0's starting point on every rank: only rank 0 touches the run folder, so no rank needs its disk."""
+    if world_size == 1:
+        return _starting_point(params)
+    start = [_starting_point(params) if rank == 0 else None]
+    dist.broadcast_object_list(start, src=0)
+    return start[0]
 
 
 def forward_per_step(model: RNN, x: torch.Tensor) -> torch.Tensor:
@@ -117,30 +167,92 @@ def forward_per_step(model: RNN, x: torch.Tensor) -> torch.Tensor:
     return torch.cat(logits, dim=1)
 
 
-class _Run:
-    """Files of one run folder, written by rank 0 only."""
+def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor,
+               targets: torch.Tensor, per_step: bool = False, bf16: bool = False) -> torch.Tensor:
+    """Return the batch's loss (detached, not synchronised) after one forward, backward and optimizer step."""
+    with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=bf16 and inputs.device.type == "cuda"):
+        logits = forward_per_step(model, inputs) if per_step else model(inputs)[0]
+    loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
 
-    def __init__(self, run_dir: Path, writes: bool) -> None:
-        self.dir, self.writes = run_dir, writes
+
+class _StopRequest:
+    """Ctrl-C under torchrun, turned into a request that every rank reads before the same batch.
+
+    torchrun passes SIGINT to each rank wherever it is in its batch; a rank that left on its own would leave
+    the others waiting in their next collective, so each rank notes the signal and all agree when to stop.
+    In one process Ctrl-C raises KeyboardInterrupt at once, as usual.
+    """
+
+    def __init__(self, world_size: int) -> None:
+        self.world_size, self.requested, self.previous_handler = world_size, False, None
+
+    def __enter__(self) -> _StopRequest:
+        if self.world_size > 1:
+            self.previous_handler = signal.signal(signal.SIGINT, self._note)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.previous_handler is not None:
+            signal.signal(signal.SIGINT, self.previous_handler)
+
+    def _note(self, signum: int, frame: object) -> None:
+        self.requested = True
+
+    def check(self) -> None:
+        """Raise KeyboardInterrupt on every rank once any rank has been interrupted."""
+        if self.world_size == 1:
+            return
+        flag = torch.tensor([float(self.requested)])
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)  # on the CPU: no wait for the GPU
+        if flag.item():
+            raise KeyboardInterrupt
+
+
+class _Run:
+    """Files of one run folder and the progress bar, written by rank 0 only."""
+
+    def __init__(self, start: _Start, writes: bool) -> None:
+        self.dir, self.writes, self.model_config = start.run_dir, writes, start.model
         self.tensorboard = None
         if writes:
             from torch.utils.tensorboard import SummaryWriter  # slow import, only where it is used
 
-            self.tensorboard = SummaryWriter(str(run_dir / "tensorboard"))
+            write_config(self.dir, start.data, start.model, start.train)
+            self.tensorboard = SummaryWriter(str(self.dir / "tensorboard"))
+        batches = (start.train.num_epochs - len(start.history())) * start.train.batches_per_epoch
+        self.bar = tqdm(total=batches, disable=not writes, desc=f"training {self.dir.name}", unit="batch")
 
-    def save(self, model: RNN, optimizer: torch.optim.Optimizer, epoch: int, history: list[float],
-             config: GRUAudioConfig, also_numbered: bool) -> None:
+    def save(self, model: RNN, optimizer: torch.optim.Optimizer, history: list[float], numbered: bool) -> None:
         if not self.writes:
             return
-        checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
-                      "loss_history": history, "model_config": asdict(config)}
+        checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": len(history),
+                      "loss_history": history, "model_config": asdict(self.model_config)}
         save_checkpoint(self.dir / LAST_CHECKPOINT, checkpoint)
-        if also_numbered:
-            save_checkpoint(self.dir / "checkpoints" / f"checkpoint_{epoch}.pt", checkpoint)
+        if numbered:
+            save_checkpoint(self.dir / "checkpoints" / f"checkpoint_{len(history)}.pt", checkpoint)
         text = json.dumps({"epoch_loss": history}) + "\n"
         (self.dir / "loss_history.json").write_text(text)
 
+    def log(self, history: list[float], batch_losses: list[float]) -> None:
+        if not self.writes:
+            return
+        first_batch = (len(history) - 1) * len(batch_losses)
+        for batch, value in enumerate(batch_losses):
+            self.tensorboard.add_scalar("loss/batch", value, first_batch + batch)
+        self.tensorboard.add_scalar("loss/epoch", history[-1], len(history))
+        self.bar.set_postfix(epoch=len(history), loss=f"{history[-1]:.3f}")
+
+    def interrupted(self, history: list[float]) -> None:
+        if self.writes:
+            self.bar.write(f"interrupted: saved {self.dir / LAST_CHECKPOINT} after {len(history)} epochs; "
+                           f"resume with resume='{self.dir}'")
+
     def close(self, history: list[float]) -> None:
+        self.bar.close()
         if not self.writes:
             return
         self.tensorboard.close()
@@ -157,87 +269,94 @@ class _Run:
 def train(params: dict, on_epoch_end: Callable[[int, float, RNN], None] | None = None) -> Path:
     """Train a model from a dict of the notebook's keys and return its run folder.
 
+    Under torchrun each rank trains on its own batches and rank 0 alone writes the run folder.
     `on_epoch_end(epoch, loss, model)` is called on rank 0 after each epoch with the model in eval mode.
     Ctrl-C saves the last checkpoint before returning.
     """
-    rank, world_size = _init_distributed()
-    if params.get("resume"):
-        run_dir, data_config, model_config, config = _resumed_configs(params)
-    else:
-        data_config, model_config, config = configs_from_params(params)
-        run_dir = _new_run_dir(config.savemodeldir, world_size)
+    with _process_group() as (rank, world_size):
+        return _train(params, on_epoch_end, rank, world_size)
+
+
+def _train(params: dict, on_epoch_end: Callable[[int, float, RNN], None] | None, rank: int,
+           world_size: int) -> Path:
+    """Return the run folder after training this rank (apart from train(), so DDP is freed before leaving the group)."""
+    start = _shared_starting_point(params, rank, world_size)
+    config = start.train
+    device = _training_device(config, world_size)
+    dataset = MuLawAudioDataset(start.data)
+    model, optimizer = _model_and_optimizer(start, device)
+    trained = torch.nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
+    run = _Run(start, writes=rank == 0)
+    history = start.history()
+    try:
+        with _StopRequest(world_size) as stop:
+            for epoch in range(len(history), config.num_epochs):
+                seed = _epoch_seed(config.seed, epoch, rank)
+                batch_losses = _train_epoch(trained, optimizer, dataset, config, seed, device, run.bar, stop)
+                batch_losses = _mean_over_ranks(batch_losses, world_size).tolist()
+                history.append(sum(batch_losses) / len(batch_losses))
+                done = len(history)
+                run.save(model, optimizer, history,
+                         numbered=done % config.savemodel_interval == 0 or done == config.num_epochs)
+                run.log(history, batch_losses)
+                if on_epoch_end and rank == 0:
+                    model.eval()
+                    on_epoch_end(done, history[-1], model)
+    except KeyboardInterrupt:
+        run.save(model, optimizer, history, numbered=False)
+        run.interrupted(history)
+    finally:
+        run.close(history)
+    return start.run_dir
+
+
+def _training_device(config: TrainConfig, world_size: int) -> torch.device:
+    """Return the device to train on, refusing settings that cannot work there."""
     if config.per_step and world_size > 1:
         raise ValueError("per_step is a single-process comparison mode; run it without torchrun")
     device = _pick_device(config.device)
-
-    dataset = MuLawAudioDataset(data_config)
-    torch.manual_seed(config.seed)
-    model = RNN(model_config).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
-    start_epoch, history = 0, []
-    if config.resume:
-        checkpoint = load_checkpoint(run_dir / LAST_CHECKPOINT, device)
-        model.load_state_dict(checkpoint["model"])
-        optimizer.load_state_dict(checkpoint["optimizer"])
-        start_epoch, history = checkpoint["epoch"], list(checkpoint["loss_history"])
-    trained = torch.nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
-
-    run = _Run(run_dir, writes=rank == 0)
-    if rank == 0:
-        write_config(run_dir, data_config, model_config, config)
-    epoch = start_epoch
-    bar = tqdm(total=(config.num_epochs - start_epoch) * config.batches_per_epoch, disable=rank != 0,
-               desc=f"training {run_dir.name}", unit="batch")
-    try:
-        for epoch in range(start_epoch, config.num_epochs):
-            loss = _train_epoch(trained, dataset, optimizer, config, device, epoch, rank, world_size, bar, run)
-            history.append(loss)
-            epoch += 1  # epochs completed, as stored in checkpoints
-            run.save(model, optimizer, epoch, history, model_config,
-                     also_numbered=epoch % config.savemodel_interval == 0 or epoch == config.num_epochs)
-            if run.tensorboard:
-                run.tensorboard.add_scalar("loss/epoch", loss, epoch)
-            if on_epoch_end and rank == 0:
-                model.eval()
-                on_epoch_end(epoch, loss, model)
-                model.train()
-    except KeyboardInterrupt:
-        run.save(model, optimizer, epoch, history, model_config, also_numbered=False)
-        bar.write(f"interrupted: saved {run_dir / LAST_CHECKPOINT} after {epoch} epochs; "
-                  f"resume with resume='{run_dir}'")
-    finally:
-        bar.close()
-        run.close(history)
-    return run_dir
+    if config.bf16 and device.type != "cuda":
+        warnings.warn(f"bf16 autocast is for CUDA only; training on {device} in float32", stacklevel=4)
+    if device.type == "cuda":
+        torch.cuda.set_device(device)  # NCCL and cuDNN then work on this rank's GPU
+    return device
 
 
-def _train_epoch(model: torch.nn.Module, dataset: MuLawAudioDataset, optimizer: torch.optim.Optimizer,
-                 config: TrainConfig, device: torch.device, epoch: int, rank: int, world_size: int,
-                 bar: tqdm, run: _Run) -> float:
-    """Return the mean loss (over batches and ranks) of one epoch of training."""
-    generator = torch.Generator().manual_seed(_epoch_seed(config.seed, epoch, rank))
-    torch.manual_seed(_epoch_seed(config.seed, epoch, rank) + 1)  # dropout
+def _model_and_optimizer(start: _Start, device: torch.device) -> tuple[RNN, torch.optim.Optimizer]:
+    """Return the model and its Adam, from the seed or from the checkpoint being continued."""
+    torch.manual_seed(start.train.seed)
+    model = RNN(start.model).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=start.train.lr)
+    if start.checkpoint:
+        model.load_state_dict(start.checkpoint["model"])
+        optimizer.load_state_dict(start.checkpoint["optimizer"])
+        for group in optimizer.param_groups:  # the saved state carries the old rate; an `lr` given now wins
+            group["lr"] = start.train.lr
+    return model, optimizer
+
+
+def _train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, dataset: MuLawAudioDataset,
+                 config: TrainConfig, seed: int, device: torch.device, bar: tqdm, stop: _StopRequest) -> torch.Tensor:
+    """Return this rank's loss for each batch of one epoch, as a tensor left on `device` (no sync per batch)."""
+    generator = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed + 1)  # dropout
     model.train()
-    total = torch.zeros((), device=device)
-    for batch in range(config.batches_per_epoch):
+    losses = []
+    for _ in range(config.batches_per_epoch):
+        stop.check()
         inputs, targets = dataset.sample_batch(config.batch_size, generator)
         inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=config.bf16 and device.type == "cuda"):
-            logits = forward_per_step(model, inputs) if config.per_step else model(inputs)[0]
-        loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        total += loss.detach()
+        losses.append(train_step(model, optimizer, inputs, targets, config.per_step, config.bf16))
         bar.update()
-        if run.tensorboard:
-            value = loss.item()
-            bar.set_postfix(epoch=epoch + 1, loss=f"{value:.3f}", refresh=False)
-            run.tensorboard.add_scalar("loss/batch", value, epoch * config.batches_per_epoch + batch)
+    return torch.stack(losses)
+
+
+def _mean_over_ranks(values: torch.Tensor, world_size: int) -> torch.Tensor:
+    """Return `values` averaged element-wise over all ranks."""
     if world_size > 1:
-        dist.all_reduce(total)
-        total /= world_size
-    return total.item() / config.batches_per_epoch
+        dist.all_reduce(values)  # a sum: gloo has no average
+        values /= world_size
+    return values
 
 
 def _parse_args(argv: list[str] | None = None) -> dict:
@@ -283,4 +402,5 @@ if __name__ == "__main__":
         folder = train(_parse_args())
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
-    print(f"run folder: {folder}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"run folder: {folder}")

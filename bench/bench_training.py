@@ -1,0 +1,129 @@
+"""Training speed: the per-step GRU loop against one GRU call a batch, and data loading's share of a step.
+
+Run from the repository root: .venv/bin/python -m bench.bench_training [--batch 256] [--seq 256] [--repeats 5]
+A default-shaped model in training mode (dropout on); a step is forward, backward and Adam, on a batch drawn
+from 260 noise files of 2.5 s held in memory. Figures are medians of the timed batches after one warm-up.
+With --full_schedule the original's schedule (40 epochs x 100 batches) is also run for real through train().
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import soundfile as sf
+import torch
+
+from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset
+from model.gru_audio_model import RNN, GRUAudioConfig
+from train import TrainConfig, train, train_step
+
+SAMPLE_RATE = 16000
+SPECS = {"instID": (1.0, 2.0), "a": (0.0, 1.0), "p": (64.0, 76.0)}
+
+
+def write_noise_files(folder: Path, files: int, seconds: float) -> None:
+    """Write `files` noise wavs named with the default parameters, standing in for a real data set."""
+    rng = np.random.default_rng(0)
+    for i in range(files):
+        name = f"noise{i:03d}_instID{1 + i % 2:.2f}_a{i % 5 / 4:.2f}_p{64 + i % 13:.2f}.wav"
+        sf.write(folder / name, rng.uniform(-0.5, 0.5, int(seconds * SAMPLE_RATE)).astype(np.float32), SAMPLE_RATE)
+
+
+def median_seconds(works: dict[str, Callable[[], object]], repeats: int, device: torch.device) -> dict[str, float]:
+    """Return each work's median wall time over `repeats` calls after one warm-up call.
+
+    The works take turns, so a change in the machine's load (other users of the cores) hits all of them alike.
+    """
+    for work in works.values():
+        work()
+    times = {name: [] for name in works}
+    for _ in range(repeats):
+        for name, work in works.items():
+            _synchronize(device)
+            start = time.perf_counter()
+            work()
+            _synchronize(device)
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def training_step(batch: tuple[torch.Tensor, torch.Tensor], device: torch.device, per_step: bool,
+                  bf16: bool = False) -> Callable[[], torch.Tensor]:
+    """Return a function that runs one training step (forward, backward, Adam) of a fresh default model."""
+    torch.manual_seed(0)
+    model = RNN(GRUAudioConfig(cond_size=len(SPECS))).to(device).train()
+    optimizer = torch.optim.Adam(model.parameters(), lr=TrainConfig.lr)
+    inputs, targets = (t.to(device) for t in batch)
+    return lambda: train_step(model, optimizer, inputs, targets, per_step, bf16)
+
+
+def full_schedule_seconds(data_dir: Path, seq: int, output_dir: Path) -> float:
+    """Return the wall time of train() with the original's schedule (40 x 100 batches of 256) on `data_dir`."""
+    start = time.perf_counter()
+    train({"datadir": str(data_dir), "props": SPECS, "seqLen": seq, "savemodeldir": str(output_dir)})
+    return time.perf_counter() - start
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: print seconds per batch and sample-steps/s of each path, their ratio, and data loading."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--batch", type=int, default=TrainConfig.batch_size)
+    parser.add_argument("--seq", type=int, default=AudioDatasetConfig.sequence_length)
+    parser.add_argument("--repeats", type=int, default=5, help="timed batches per path, after one warm-up")
+    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    parser.add_argument("--files", type=int, default=260, help="noise files in the synthetic data set")
+    parser.add_argument("--seconds", type=float, default=2.5, help="length of each noise file")
+    parser.add_argument("--full_schedule", action="store_true",
+                        help="also run the original's 40 x 100 batches through train() (about half an hour on a "
+                             "GPU, hours on a CPU)")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+    with tempfile.TemporaryDirectory() as folder:
+        data_dir = Path(folder) / "data"
+        data_dir.mkdir()
+        write_noise_files(data_dir, args.files, args.seconds)
+        dataset = MuLawAudioDataset(AudioDatasetConfig(data_dir=str(data_dir), parameter_specs=SPECS,
+                                                       sequence_length=args.seq))
+        generator = torch.Generator().manual_seed(0)
+        batch = dataset.sample_batch(args.batch, generator)
+        works = {"per-step loop": training_step(batch, device, per_step=True),
+                 "whole sequence": training_step(batch, device, per_step=False)}
+        if device.type == "cuda":
+            works["whole sequence, bf16"] = training_step(batch, device, per_step=False, bf16=True)
+        works["data loading"] = lambda: dataset.sample_batch(args.batch, generator)
+        rows = median_seconds(works, args.repeats, device)
+        loading = rows.pop("data loading")
+
+        threads = f", {args.threads} CPU threads" if device.type == "cpu" else f" ({torch.cuda.get_device_name()})"
+        print(f"device {device}{threads}; batch {args.batch} x {args.seq} samples; "
+              f"median of {args.repeats} steps after a warm-up")
+        print(f"{'path':<22} {'s/batch':>8} {'sample-steps/s':>15} {'/ per-step loop':>16}")
+        for name, seconds in rows.items():
+            print(f"{name:<22} {seconds:>8.3f} {args.batch * args.seq / seconds:>15,.0f} "
+                  f"{rows['per-step loop'] / seconds:>16.2f}")
+        whole = rows["whole sequence"]
+        print(f"\ntime per training batch (whole sequence, forward+backward+Adam): {whole:.3f} s")
+        print(f"data loading (sample_batch of {args.batch} x {args.seq} from {args.files} x {args.seconds} s in memory): "
+              f"{loading * 1e3:.1f} ms = {100 * loading / (loading + whole):.1f} % of a training step (goal < 5 %)")
+        estimate = TrainConfig.num_epochs * TrainConfig.batches_per_epoch * (whole + loading)
+        print(f"original schedule ({TrainConfig.num_epochs} epochs x {TrainConfig.batches_per_epoch} batches) "
+              f"at this batch: {estimate / 60:.1f} min estimated from the measured batch")
+        if args.full_schedule:
+            measured = full_schedule_seconds(data_dir, args.seq, Path(folder) / "output")
+            print(f"original schedule run through train(): {measured / 60:.1f} min")
+
+
+if __name__ == "__main__":
+    main()
