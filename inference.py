@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import io
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -224,7 +223,9 @@ def main(argv: list[str] | None = None) -> None:
     wav_path = Path(args.output_wav_path or run_directory / "generated.wav")
     plot_path = Path(args.output_plot_path or wav_path.with_suffix(".png"))
     save_wav(wav_path, audio, data.sample_rate)
-    save_audio_plot(plot_path, audio, data.sample_rate, title=", ".join(args.param))
+    from utils.utils import plot_audio, save_figure  # matplotlib only where a plot is made
+
+    save_figure(plot_path, plot_audio(audio, data.sample_rate, title=", ".join(args.param)))
     print(f"wrote {wav_path} and {plot_path}")
 
 
@@ -233,19 +234,6 @@ def save_wav(path: str | Path, audio: np.ndarray, sample_rate: int) -> None:
     import soundfile as sf
 
     write_atomically(path, lambda f: sf.write(f, audio, sample_rate, format="WAV", subtype="PCM_16"))
-
-
-def save_audio_plot(path: str | Path, audio: np.ndarray, sample_rate: int, title: str = "") -> None:
-    """Write a PNG of the waveform and spectrogram atomically."""
-    import matplotlib.pyplot as plt
-
-    from utils.utils import plot_audio
-
-    figure = plot_audio(audio, sample_rate, title)
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=100)
-    plt.close(figure)
-    write_atomically(path, lambda f: f.write(buffer.getvalue()))
 
 
 if __name__ == "__main__":

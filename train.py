@@ -257,13 +257,9 @@ class _Run:
             return
         self.tensorboard.close()
         if history:
-            import matplotlib.pyplot as plt
+            from utils.utils import plot_loss_curve, save_figure  # matplotlib only where a plot is made
 
-            from utils.utils import plot_loss_curve
-
-            figure = plot_loss_curve(history)
-            figure.savefig(self.dir / "loss_curve.png", dpi=100)
-            plt.close(figure)
+            save_figure(self.dir / "loss_curve.png", plot_loss_curve(history))
 
 
 def train(params: dict, on_epoch_end: Callable[[int, float, RNN], None] | None = None) -> Path:

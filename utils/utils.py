@@ -1,11 +1,15 @@
 """Control envelopes for generation, and the plots of conditioning, audio and loss."""
 from __future__ import annotations
 
+import io
+from pathlib import Path
 from typing import Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+
+from utils.run_folder import write_atomically
 
 
 def multi_linspace(breakpoints: Sequence[tuple[float, float]], n: int) -> np.ndarray:
@@ -77,3 +81,11 @@ def plot_loss_curve(history: Sequence[float]) -> Figure:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+def save_figure(path: str | Path, figure: Figure) -> None:
+    """Write `figure` to `path` as a PNG atomically, so an interrupted write never leaves half an image, and close it."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=100)
+    plt.close(figure)
+    write_atomically(path, lambda f: f.write(buffer.getvalue()))
