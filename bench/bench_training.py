@@ -3,6 +3,9 @@
 Run from the repository root: .venv/bin/python -m bench.bench_training [--batch 256] [--seq 256] [--repeats 5]
 A default-shaped model in training mode (dropout on); a step is forward, backward and Adam, on a batch drawn
 from 260 noise files of 2.5 s held in memory. Figures are medians of the timed batches after one warm-up.
+The per-step loop is the original's algorithm: one model call per time step, each of which RNN.forward hands to
+nn.GRU, as the original did. The whole sequence is one model call per batch: cuDNN's GRU on CUDA, and on CPU the
+GRU layer of model/cpu_gru.py (the same arithmetic, with a backward that does not replay every step's cell).
 With --full_schedule the original's schedule (40 epochs x 100 batches) is also run for real through train().
 """
 from __future__ import annotations

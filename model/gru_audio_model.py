@@ -6,6 +6,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from model.cpu_gru import projected_gru_forward
+
 
 @dataclass
 class GRUAudioConfig:
@@ -34,7 +36,12 @@ class RNN(nn.Module):
         """Return (logits (B, T, numtokens), hidden (num_layers, B, H)) for inputs x (B, T, 1+P)."""
         if hidden is None:
             hidden = self.init_hidden(x.shape[0], x.device)
-        out, hidden = self.gru(self.input_proj(x), hidden)
+        if x.device.type == "cpu" and torch.is_grad_enabled() and x.shape[1] > 1:
+            # Training on CPU: the same arithmetic, with a backward that is not a replay of every step's cell as
+            # nn.GRU's is. For a single step there is nothing to gather over time and nn.GRU's cell is quicker.
+            out, hidden = projected_gru_forward(self.input_proj, self.gru, x, hidden)
+        else:
+            out, hidden = self.gru(self.input_proj(x), hidden)
         return self.output(out), hidden
 
     def step(self, x: torch.Tensor, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

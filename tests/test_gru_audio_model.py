@@ -26,3 +26,20 @@ def test_whole_sequence_forward_equals_stepping_one_sample_at_a_time():
         stepped.append(logits)
     assert torch.allclose(torch.stack(stepped, dim=1), whole, atol=1e-5)
     assert torch.allclose(hidden, whole_hidden, atol=1e-6)
+
+
+def test_cpu_training_forward_gives_nn_grus_logits_and_gradients():
+    torch.manual_seed(0)
+    model = RNN(GRUAudioConfig(dropout=0.0)).train()
+    x = torch.rand(3, 20, 4)
+
+    def gradients(logits: torch.Tensor) -> list[torch.Tensor]:
+        model.zero_grad()
+        logits.square().mean().backward()
+        return [p.grad.clone() for p in model.parameters()]
+
+    logits, _ = model(x)
+    reference = model.output(model.gru(model.input_proj(x), model.init_hidden(3))[0])
+    assert torch.allclose(logits, reference, atol=1e-5)
+    for got, expected in zip(gradients(logits), gradients(reference)):
+        assert torch.allclose(got, expected, atol=1e-6)
