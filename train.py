@@ -10,6 +10,8 @@ import itertools
 import json
 import os
 import signal
+import sys
+import threading
 import time
 import warnings
 from contextlib import contextmanager
@@ -26,7 +28,7 @@ from tqdm.auto import tqdm
 from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset
 from model.gru_audio_model import RNN, GRUAudioConfig
 from utils.run_folder import (LAST_CHECKPOINT, load_checkpoint, read_config, save_checkpoint,
-                              write_config)
+                              write_atomically, write_config)
 
 
 @dataclass
@@ -107,9 +109,10 @@ def _pick_device(name: str) -> torch.device:
     return device
 
 
-def _epoch_seed(seed: int, epoch: int, rank: int) -> int:
-    """Return a seed for one rank's epoch, so a resumed run draws what the uninterrupted one would have."""
-    return int(np.random.SeedSequence([seed, epoch, rank]).generate_state(1)[0])
+def _batch_seeds(seed: int, epoch: int, batch: int, rank: int) -> tuple[int, int]:
+    """Return seeds for one rank's batch and its dropout: a run resumed at any batch draws what it would have."""
+    data_seed, dropout_seed = np.random.SeedSequence([seed, epoch, batch, rank]).generate_state(2)
+    return int(data_seed), int(dropout_seed)
 
 
 @dataclass
@@ -126,18 +129,34 @@ class _Start:
         """Return the mean loss of each epoch already trained."""
         return list(self.checkpoint["loss_history"]) if self.checkpoint else []
 
+    def epoch_in_progress(self) -> list[float]:
+        """Return the batch losses of an epoch that Ctrl-C stopped part way (empty if it stopped between epochs)."""
+        return list(self.checkpoint.get("epoch_batch_losses", [])) if self.checkpoint else []
+
 
 def _starting_point(params: dict) -> _Start:
     """Return a new run folder and the configs for `params`, or the resumed run's folder, configs and checkpoint.
 
-    Training keys given with `resume` take precedence over the saved ones.
+    The data folder is kept as an absolute path, so the run folder works from anywhere. With `resume`, training
+    keys and `datadir` (for data that has moved) take precedence over the saved settings; other data and model
+    keys may be given (a notebook passes them all) but must equal the run's.
     """
+    data, model, config = configs_from_params({k: v for k, v in params.items() if k != "resume"})
+    data = replace(data, data_dir=str(Path(data.data_dir).resolve()))
     if not params.get("resume"):
-        data, model, config = configs_from_params(params)
         return _Start(_new_run_dir(config.savemodeldir), data, model, config, None)
     run_dir = Path(params["resume"])
     saved = read_config(run_dir)
+    changed = [key for key, name in DATA_KEYS.items()
+               if key in params and key != "datadir" and getattr(data, name) != getattr(saved["data"], name)]
+    changed += [key for key, name in MODEL_KEYS.items()
+                if key in params and getattr(model, name) != getattr(saved["model"], name)]
+    if changed:
+        raise ValueError(f"{run_dir} was trained with other {sorted(set(changed))}; a resumed run keeps its data and "
+                         "model settings, so leave these out (or set them as in its config.json), or start a new run")
     config = replace(TrainConfig(**saved["train"]), **{k: v for k, v in params.items() if k in TRAIN_KEYS})
+    if "datadir" in params:
+        saved["data"] = replace(saved["data"], data_dir=data.data_dir)
     return _Start(run_dir, saved["data"], saved["model"], config, load_checkpoint(run_dir / LAST_CHECKPOINT))
 
 
@@ -179,37 +198,52 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, inputs:
     return loss.detach()
 
 
-class _StopRequest:
-    """Ctrl-C under torchrun, turned into a request that every rank reads before the same batch.
+class _StopRequested(Exception):
+    """Ctrl-C, acted on between two batches, where the model and the optimizer agree with the losses recorded."""
 
-    torchrun passes SIGINT to each rank wherever it is in its batch; a rank that left on its own would leave
-    the others waiting in their next collective, so each rank notes the signal and all agree when to stop.
-    In one process Ctrl-C raises KeyboardInterrupt at once, as usual.
+
+class _StopRequest:
+    """Ctrl-C turned into a request that every rank reads before the same batch.
+
+    A KeyboardInterrupt raised wherever the signal lands could split a batch (Adam's update half done) and, under
+    torchrun, which passes SIGINT to each rank wherever it is, leave the other ranks waiting in a collective. So
+    the first Ctrl-C is noted and training stops at the next batch on all ranks; a second one stops at once,
+    without saving.
     """
 
-    def __init__(self, world_size: int) -> None:
-        self.world_size, self.requested, self.previous_handler = world_size, False, None
+    def __init__(self, world_size: int, announce: bool) -> None:
+        self.world_size, self.announce = world_size, announce
+        self.requested, self.installed, self.previous_handler = False, False, None
 
     def __enter__(self) -> _StopRequest:
-        if self.world_size > 1:
+        if threading.current_thread() is threading.main_thread():  # the only thread that may handle signals
             self.previous_handler = signal.signal(signal.SIGINT, self._note)
+            self.installed = True
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self.previous_handler is not None:
-            signal.signal(signal.SIGINT, self.previous_handler)
+        if self.installed:
+            # None: a handler set outside Python, which cannot be put back; Python's own is the usual one.
+            previous = signal.default_int_handler if self.previous_handler is None else self.previous_handler
+            signal.signal(signal.SIGINT, previous)
 
     def _note(self, signum: int, frame: object) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
         self.requested = True
+        if self.announce:
+            tqdm.write("Ctrl-C: stopping after this batch and saving (press again to stop at once, without saving)",
+                       file=sys.stderr)
 
     def check(self) -> None:
-        """Raise KeyboardInterrupt on every rank once any rank has been interrupted."""
-        if self.world_size == 1:
-            return
-        flag = torch.tensor([float(self.requested)])
-        dist.all_reduce(flag, op=dist.ReduceOp.MAX)  # on the CPU: no wait for the GPU
-        if flag.item():
-            raise KeyboardInterrupt
+        """Raise _StopRequested on every rank once any rank has been interrupted."""
+        requested = self.requested
+        if self.world_size > 1:
+            flag = torch.tensor([float(requested)])
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)  # on the CPU: no wait for the GPU
+            requested = bool(flag.item())
+        if requested:
+            raise _StopRequested
 
 
 class _Run:
@@ -223,19 +257,23 @@ class _Run:
 
             write_config(self.dir, start.data, start.model, start.train)
             self.tensorboard = SummaryWriter(str(self.dir / "tensorboard"))
-        batches = (start.train.num_epochs - len(start.history())) * start.train.batches_per_epoch
+        batches = ((start.train.num_epochs - len(start.history())) * start.train.batches_per_epoch
+                   - len(start.epoch_in_progress()))
         self.bar = tqdm(total=batches, disable=not writes, desc=f"training {self.dir.name}", unit="batch")
 
-    def save(self, model: RNN, optimizer: torch.optim.Optimizer, history: list[float], numbered: bool) -> None:
+    def save(self, model: RNN, optimizer: torch.optim.Optimizer, history: list[float], numbered: bool,
+             epoch_batch_losses: list[float] = ()) -> None:
+        """Write the last checkpoint (and a numbered one), with the losses of an epoch stopped part way."""
         if not self.writes:
             return
         checkpoint = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": len(history),
-                      "loss_history": history, "model_config": asdict(self.model_config)}
+                      "loss_history": history, "epoch_batch_losses": list(epoch_batch_losses),
+                      "model_config": asdict(self.model_config)}
         save_checkpoint(self.dir / LAST_CHECKPOINT, checkpoint)
         if numbered:
             save_checkpoint(self.dir / "checkpoints" / f"checkpoint_{len(history)}.pt", checkpoint)
         text = json.dumps({"epoch_loss": history}) + "\n"
-        (self.dir / "loss_history.json").write_text(text)
+        write_atomically(self.dir / "loss_history.json", lambda f: f.write(text.encode()))
 
     def log(self, history: list[float], batch_losses: list[float]) -> None:
         if not self.writes:
@@ -246,9 +284,10 @@ class _Run:
         self.tensorboard.add_scalar("loss/epoch", history[-1], len(history))
         self.bar.set_postfix(epoch=len(history), loss=f"{history[-1]:.3f}")
 
-    def interrupted(self, history: list[float]) -> None:
+    def interrupted(self, history: list[float], epoch_batch_losses: list[float]) -> None:
         if self.writes:
-            self.bar.write(f"interrupted: saved {self.dir / LAST_CHECKPOINT} after {len(history)} epochs; "
+            batches = f" and {len(epoch_batch_losses)} batches" if epoch_batch_losses else ""
+            self.bar.write(f"interrupted: saved {self.dir / LAST_CHECKPOINT} after {len(history)} epochs{batches}; "
                            f"resume with resume='{self.dir}'")
 
     def close(self, history: list[float]) -> None:
@@ -267,7 +306,7 @@ def train(params: dict, on_epoch_end: Callable[[int, float, RNN], None] | None =
 
     Under torchrun each rank trains on its own batches and rank 0 alone writes the run folder.
     `on_epoch_end(epoch, loss, model)` is called on rank 0 after each epoch with the model in eval mode.
-    Ctrl-C saves the last checkpoint before returning.
+    Ctrl-C stops at the next batch and saves the last checkpoint, from which `resume` continues exactly.
     """
     with _process_group() as (rank, world_size):
         return _train(params, on_epoch_end, rank, world_size)
@@ -284,12 +323,14 @@ def _train(params: dict, on_epoch_end: Callable[[int, float, RNN], None] | None,
     trained = torch.nn.parallel.DistributedDataParallel(model) if world_size > 1 else model
     run = _Run(start, writes=rank == 0)
     history = start.history()
+    # This rank's losses of the epoch in progress; those of a resumed epoch are already the mean over ranks.
+    epoch_losses = [torch.tensor(loss, device=device) for loss in start.epoch_in_progress()]
     try:
-        with _StopRequest(world_size) as stop:
+        with _StopRequest(world_size, announce=rank == 0) as stop:
             for epoch in range(len(history), config.num_epochs):
-                seed = _epoch_seed(config.seed, epoch, rank)
-                batch_losses = _train_epoch(trained, optimizer, dataset, config, seed, device, run.bar, stop)
-                batch_losses = _mean_over_ranks(batch_losses, world_size).tolist()
+                _train_epoch(trained, optimizer, dataset, config, epoch, rank, run.bar, stop, epoch_losses)
+                batch_losses = _mean_over_ranks(torch.stack(epoch_losses), world_size).tolist()
+                epoch_losses.clear()
                 history.append(sum(batch_losses) / len(batch_losses))
                 done = len(history)
                 run.save(model, optimizer, history,
@@ -298,9 +339,10 @@ def _train(params: dict, on_epoch_end: Callable[[int, float, RNN], None] | None,
                 if on_epoch_end and rank == 0:
                     model.eval()
                     on_epoch_end(done, history[-1], model)
-    except KeyboardInterrupt:
-        run.save(model, optimizer, history, numbered=False)
-        run.interrupted(history)
+    except _StopRequested:
+        partial = _mean_over_ranks(torch.stack(epoch_losses), world_size).tolist() if epoch_losses else []
+        run.save(model, optimizer, history, numbered=False, epoch_batch_losses=partial)
+        run.interrupted(history, partial)
     finally:
         run.close(history)
     return start.run_dir
@@ -332,19 +374,19 @@ def _model_and_optimizer(start: _Start, device: torch.device) -> tuple[RNN, torc
 
 
 def _train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, dataset: MuLawAudioDataset,
-                 config: TrainConfig, seed: int, device: torch.device, bar: tqdm, stop: _StopRequest) -> torch.Tensor:
-    """Return this rank's loss for each batch of one epoch, as a tensor left on `device` (no sync per batch)."""
-    generator = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed + 1)  # dropout
+                 config: TrainConfig, epoch: int, rank: int, bar: tqdm, stop: _StopRequest,
+                 losses: list[torch.Tensor]) -> None:
+    """Train the rest of an epoch, appending this rank's loss of each batch to `losses` (left on the device)."""
+    device = next(model.parameters()).device
     model.train()
-    losses = []
-    for _ in range(config.batches_per_epoch):
+    for batch in range(len(losses), config.batches_per_epoch):
         stop.check()
-        inputs, targets = dataset.sample_batch(config.batch_size, generator)
+        data_seed, dropout_seed = _batch_seeds(config.seed, epoch, batch, rank)
+        torch.manual_seed(dropout_seed)
+        inputs, targets = dataset.sample_batch(config.batch_size, torch.Generator().manual_seed(data_seed))
         inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
         losses.append(train_step(model, optimizer, inputs, targets, config.per_step, config.bf16))
         bar.update()
-    return torch.stack(losses)
 
 
 def _mean_over_ranks(values: torch.Tensor, world_size: int) -> torch.Tensor:
@@ -376,21 +418,26 @@ def _parse_args(argv: list[str] | None = None) -> dict:
     args = vars(parser.parse_args(argv))
     params = dict(PRESETS[args.pop("preset")])
     if args["props"]:
-        args["props"] = dict(_parse_range(text) for text in args["props"])
+        args["props"] = dict(_parse_numbers(text, "--param", ":", "NAME=MIN:MAX, e.g. p=64:76", count=2)
+                             for text in args["props"])
     if args["exclude"]:
-        args["exclude"] = {name: [float(v) for v in values.split(",")]
-                           for name, values in (text.split("=", 1) for text in args["exclude"])}
+        args["exclude"] = dict(_parse_numbers(text, "--exclude", ",", "NAME=V1,V2, e.g. p=67,71")
+                               for text in args["exclude"])
     params.update({k: v for k, v in args.items() if v is not None})
     return params
 
 
-def _parse_range(text: str) -> tuple[str, tuple[float, float]]:
+def _parse_numbers(text: str, option: str, separator: str, form: str,
+                   count: int | None = None) -> tuple[str, list[float]]:
+    """Return (NAME, numbers) from an option's NAME=<numbers joined by separator>, or exit naming the option."""
     try:
-        name, span = text.split("=", 1)
-        low, high = span.split(":")
-        return name, (float(low), float(high))
+        name, values = text.split("=", 1)
+        numbers = [float(v) for v in values.split(separator)]
     except ValueError:
-        raise SystemExit(f"--param {text!r}: write it as NAME=MIN:MAX, e.g. p=64:76") from None
+        numbers = []
+    if not numbers or count not in (None, len(numbers)):
+        raise SystemExit(f"{option} {text!r}: write it as {form}")
+    return name, numbers
 
 
 if __name__ == "__main__":

@@ -1,11 +1,15 @@
 import json
+import os
+import shutil
+import signal
+from pathlib import Path
 
 import pytest
 import torch
 
 from inference import load_model
-from train import configs_from_params, train
-from utils.run_folder import LAST_CHECKPOINT, load_checkpoint
+from train import configs_from_params, train, train_step
+from utils.run_folder import LAST_CHECKPOINT, load_checkpoint, read_config
 from tests.conftest import TINY_SPECS
 
 
@@ -62,12 +66,57 @@ def test_resume_continues_the_same_run(params):
         assert torch.allclose(checkpoint["model"][name], tensor, atol=1e-5), name
 
 
-def test_ctrl_c_saves_before_stopping(params):
-    def interrupt(epoch, loss, model):
-        raise KeyboardInterrupt
+def press_ctrl_c() -> None:
+    os.kill(os.getpid(), signal.SIGINT)
 
-    run_dir = train({**params, "num_epochs": 5}, on_epoch_end=interrupt)
-    assert load_checkpoint(run_dir / LAST_CHECKPOINT)["epoch"] == 1
+
+def test_ctrl_c_saves_before_stopping(params, capsys):
+    run_dir = train({**params, "num_epochs": 5}, on_epoch_end=lambda epoch, loss, model: press_ctrl_c())
+    checkpoint = load_checkpoint(run_dir / LAST_CHECKPOINT)
+    assert checkpoint["epoch"] == 1 and checkpoint["epoch_batch_losses"] == []
+    assert "interrupted: saved" in capsys.readouterr().out
+
+
+def test_ctrl_c_within_an_epoch_resumes_to_the_uninterrupted_run(params, monkeypatch):
+    straight = train({**params, "num_epochs": 3})
+    steps = []
+
+    def step_then_ctrl_c(*args, **kwargs):
+        steps.append(1)
+        if len(steps) == 5:  # the second batch of epoch 2: Ctrl-C lands in the middle of a batch
+            press_ctrl_c()
+        return train_step(*args, **kwargs)
+
+    monkeypatch.setattr("train.train_step", step_then_ctrl_c)
+    run_dir = train({**params, "num_epochs": 3})
+    stopped = load_checkpoint(run_dir / LAST_CHECKPOINT)
+    assert stopped["epoch"] == 1 and len(stopped["epoch_batch_losses"]) == 2
+    monkeypatch.undo()
+    train({"resume": str(run_dir)})
+    resumed, expected = load_checkpoint(run_dir / LAST_CHECKPOINT), load_checkpoint(straight / LAST_CHECKPOINT)
+    assert resumed["loss_history"] == pytest.approx(expected["loss_history"], rel=1e-5)
+    for name, tensor in expected["model"].items():
+        assert torch.allclose(resumed["model"][name], tensor, atol=1e-5), name
+
+
+def test_resume_takes_the_same_settings_and_refuses_changed_data_model_or_unknown_keys(params):
+    run_dir = train({**params, "num_epochs": 1})
+    train({**params, "resume": str(run_dir), "num_epochs": 2})  # as a notebook passes them: all, unchanged
+    assert load_checkpoint(run_dir / LAST_CHECKPOINT)["epoch"] == 2
+    with pytest.raises(ValueError, match=r"trained with other \['hiddenSize', 'seqLen'\]"):
+        train({**params, "resume": str(run_dir), "seqLen": 128, "hiddenSize": 32})
+    with pytest.raises(ValueError, match="num_epoch"):
+        train({"resume": str(run_dir), "num_epoch": 2})
+
+
+def test_run_folder_finds_its_data_from_any_folder_and_resume_follows_moved_data(params, tmp_path, monkeypatch):
+    monkeypatch.chdir(params["datadir"])
+    run_dir = train({**params, "datadir": ".", "num_epochs": 1})
+    monkeypatch.chdir(tmp_path)
+    assert read_config(run_dir)["data"].data_dir == str(Path(params["datadir"]).resolve())
+    moved = shutil.copytree(params["datadir"], tmp_path / "moved")
+    train({"resume": str(run_dir), "num_epochs": 2, "datadir": str(moved)})
+    assert read_config(run_dir)["data"].data_dir == str(moved.resolve())
 
 
 def test_corrupted_checkpoint_gives_a_clear_error(params):
