@@ -206,13 +206,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--output_wav_path", help="default: <run_directory>/generated.wav")
     parser.add_argument("--output_plot_path", help="default: the WAV path with .png")
     args = parser.parse_args(argv)
-
-    run_directory = Path(args.run_directory) if args.run_directory else newest_run()
-    model, config = load_model(run_directory, args.device)
-    data = config["data"]
-    length = int(round(args.length_seconds * data.sample_rate))
     settings = dict(_parse_setting(text) for text in args.param)
-    cond = parameter_trajectory(data.parameter_specs, settings, length)
+    try:
+        run_directory = Path(args.run_directory) if args.run_directory else newest_run()
+        model, config = load_model(run_directory, args.device)
+        data = config["data"]
+        length = int(round(args.length_seconds * data.sample_rate))
+        cond = parameter_trajectory(data.parameter_specs, settings, length)
+    except (ValueError, FileNotFoundError) as error:
+        raise SystemExit(f"error: {error}") from None
 
     start = time.perf_counter()
     audio = run_inference(model, cond, None, args.top_n, args.temperature, args.seed, data.encode, args.backend)

@@ -109,28 +109,36 @@ class MuLawAudioDataset(Dataset):
         if not wavs:
             raise FileNotFoundError(f"no .wav files in {folder}")
         names = list(self.config.parameter_specs)
-        kept, values, missing, excluded = [], [], [], 0
+        complete, missing = [], []
         for path in wavs:
             found = parse_filename_parameters(path.name, names)
-            if len(found) < len(names):
-                missing.append(path.name)
-            elif self._is_excluded(found):
-                excluded += 1
-            else:
-                kept.append(path)
-                values.append([found[n] for n in names])
+            (complete if len(found) == len(names) else missing).append((path, found))
         if missing:
+            shown = ", ".join(path.name for path, _ in missing[:5]) + (
+                f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             warnings.warn(f"skipped {len(missing)} of {len(wavs)} files in {folder} whose names lack one of the "
-                          f"parameters {names} as _NAME<value> (e.g. {missing[0]})", stacklevel=3)
+                          f"parameters {names} as _NAME<value>: {shown}", stacklevel=3)
+        self._check_exclusions_match([found for _, found in complete], folder)
+        kept = [(path, found) for path, found in complete if not self._is_excluded(found)]
         if not kept:
             raise ValueError(f"no usable file in {folder}: none names all of {names} as _NAME<value>"
-                             + (f" outside the excluded values {self.config.exclude}" if excluded else "")
+                             + (f" outside the excluded values {self.config.exclude}" if complete else "")
                              + ". Check parameter_specs against the file names.")
-        return kept, np.array(values, dtype=np.float32).reshape(len(kept), len(names))
+        values = np.array([[found[n] for n in names] for _, found in kept], dtype=np.float32)
+        return [path for path, _ in kept], values.reshape(len(kept), len(names))
 
     def _is_excluded(self, found: dict[str, float]) -> bool:
         return any(any(math.isclose(found[name], float(v), abs_tol=1e-6) for v in values)
                    for name, values in self.config.exclude.items())
+
+    def _check_exclusions_match(self, found: list[dict[str, float]], folder: Path) -> None:
+        """Refuse an excluded value that no file has: a typo would otherwise hold nothing out, silently."""
+        for name, values in self.config.exclude.items():
+            present = sorted({f[name] for f in found})
+            for value in values:
+                if not any(math.isclose(v, float(value), abs_tol=1e-6) for v in present):
+                    raise ValueError(f"exclude {name}={value:g} matches no file in {folder}; the values of {name} "
+                                     f"there are {[round(v, 6) for v in present]}")
 
     def _load_audio(self) -> None:
         seq = self.config.sequence_length

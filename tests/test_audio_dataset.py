@@ -119,11 +119,17 @@ def test_files_lacking_a_parameter_are_skipped_with_one_warning(tiny_data_dir, t
     assert len(dataset.files) == 8
     messages = [str(w.message) for w in caught]
     assert len(messages) == 1 and "skipped 2 of 10" in messages[0]
+    assert "stray_p70.00.wav" in messages[0] and "other_instID1_p70.00.wav" in messages[0]
 
 
 def test_excluded_values_leave_exactly_those_files_out(tiny_data_dir):
     dataset = _dataset(tiny_data_dir, exclude={"p": [76]})
     assert len(dataset.files) == 4 and all("_p64.00" in f.name for f in dataset.files)
+
+
+def test_an_excluded_value_that_no_file_has_is_refused_with_the_values_there(tiny_data_dir):
+    with pytest.raises(ValueError, match=r"exclude p=67.5 matches no file .* \[64.0, 76.0\]"):
+        _dataset(tiny_data_dir, exclude={"p": [67.5]})
 
 
 @pytest.mark.parametrize("make_folder, message", [

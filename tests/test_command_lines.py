@@ -33,3 +33,17 @@ def test_inference_names_a_missing_parameter(tiny_data_dir, tmp_path):
     run_dir = trained.stdout.strip().splitlines()[-1].removeprefix("run folder: ")
     generated = run("inference.py", "--run_directory", run_dir, "--param", "p=70", "--length_seconds", "0.01")
     assert generated.returncode != 0 and "missing ['instID', 'a']" in generated.stderr
+    assert "Traceback" not in generated.stderr
+
+
+def test_inference_names_a_run_folder_that_is_not_there(tmp_path):
+    generated = run("inference.py", "--run_directory", str(tmp_path / "nowhere"), "--param", "p=70")
+    assert generated.returncode != 0 and "Traceback" not in generated.stderr
+    assert f"{tmp_path / 'nowhere'} is not a run folder" in generated.stderr
+
+
+def test_malformed_training_options_name_the_option_and_its_form():
+    excluded = run("train.py", "--exclude", "p67")
+    assert excluded.returncode != 0 and "--exclude 'p67': write it as NAME=V1,V2" in excluded.stderr
+    ranged = run("train.py", "--param", "p=64")
+    assert ranged.returncode != 0 and "--param 'p=64': write it as NAME=MIN:MAX" in ranged.stderr
