@@ -8,6 +8,7 @@ Values held out of training (config.json's data.exclude) and values between the 
 apart from the trained ones.
 
     python evaluate.py --run_directory output/20261124-120000 [--seconds 1] [--top_n 3] [--seed 0]
+    python evaluate.py --instrument timbre --pitch note --amplitude level   # a run with other parameter names
 
 writes RUN/evaluation/: summary.csv, summary.md, notes.csv, evaluation_config.json and four plots.
 """
@@ -364,8 +365,10 @@ def _check_names(config: EvaluationConfig, specs: dict[str, tuple[float, float]]
     wanted = [config.instrument, config.pitch, config.amplitude]
     if sorted(wanted) != sorted(specs):
         raise ValueError(f"this run is conditioned on {list(specs)}, but the evaluation measures an instrument, a "
-                         f"pitch and an amplitude named {wanted}: name this run's parameters with "
-                         "EvaluationConfig(instrument=..., pitch=..., amplitude=...)")
+                         f"pitch and an amplitude named {wanted}: name this run's parameters with the options "
+                         "--instrument NAME --pitch NAME --amplitude NAME (Evaluate.ipynb: its instrument, "
+                         "pitch and amplitude parameters; Python: "
+                         "EvaluationConfig(instrument=..., pitch=..., amplitude=...))")
 
 
 def _render(model: RNN, settings: np.ndarray, config: EvaluationConfig,
@@ -601,6 +604,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--top_n", type=int, default=defaults.top_n)
     parser.add_argument("--temperature", type=float, default=defaults.temperature)
     parser.add_argument("--seed", type=int, default=defaults.seed)
+    for role in ("instrument", "pitch", "amplitude"):
+        parser.add_argument(f"--{role}", default=getattr(defaults, role), metavar="NAME",
+                            help=f"the run's parameter that sets the {role} (default: %(default)s)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--output_dir", help="default: <run_directory>/evaluation")
     args = vars(parser.parse_args(argv))

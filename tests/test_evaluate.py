@@ -11,7 +11,7 @@ import soundfile as sf
 from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset
 from evaluate import (EvaluationConfig, NearestCentroid, PLOTS, f0_range, glide_track, harmonic_features,
                       level_rank_correlation, main, measure_note, rms_db, spearman, value_group)
-from tests.conftest import ROOT, TINY_SPECS
+from tests.conftest import ROOT, TINY_SPECS, write_tone
 from train import train
 from utils.pitch import midi_to_hz
 
@@ -115,11 +115,13 @@ def tiny_run(tiny_data_dir, tmp_path_factory):
 
 TINY_OPTIONS = {"seconds": 0.1, "settle_seconds": 0.02, "pitch_step": 6.0, "amplitudes": [0.3, 0.9],
                 "glide_seconds": 0.15}
+TINY_ARGV = [arg for name, value in TINY_OPTIONS.items()
+             for arg in [f"--{name}", *map(str, value if isinstance(value, list) else [value])]]
+OTHER_NAMES_ARGV = ["--instrument", "timbre", "--pitch", "note", "--amplitude", "level"]
 
 
 def test_command_line_writes_tables_and_plots_with_trained_held_out_and_between_rows(tiny_run, capsys):
-    main(["--run_directory", str(tiny_run), "--seed", "1", "--seconds", "0.1", "--settle_seconds", "0.02",
-          "--pitch_step", "6", "--amplitudes", "0.3", "0.9", "--glide_seconds", "0.15"])
+    main(["--run_directory", str(tiny_run), "--seed", "1", *TINY_ARGV])
     folder = tiny_run / "evaluation"
     for name in ["summary.csv", "summary.md", "notes.csv", "evaluation_config.json", *PLOTS]:
         assert (folder / name).stat().st_size > 0, name
@@ -136,6 +138,35 @@ def test_command_line_writes_tables_and_plots_with_trained_held_out_and_between_
     assert len(generated) == 2 * 3 * 2  # instruments x pitches 64, 70, 76 x amplitudes
     assert json.loads((folder / "evaluation_config.json").read_text())["seed"] == 1
     assert "| data | held-out |" in capsys.readouterr().out
+
+
+def test_command_line_names_its_options_and_the_config_fields_when_the_names_do_not_match(tiny_run):
+    with pytest.raises(SystemExit, match=r"--instrument NAME --pitch NAME --amplitude NAME .*"
+                                         r"EvaluationConfig\(instrument=\.\.\., pitch=\.\.\., amplitude=\.\.\.\)"):
+        main(["--run_directory", str(tiny_run), *TINY_ARGV, *OTHER_NAMES_ARGV])
+
+
+@pytest.fixture(scope="module")
+def other_names_run(tmp_path_factory):
+    """A run trained for two batches on tones named by timbre, note and level (in that file-name order)."""
+    folder = tmp_path_factory.mktemp("other_names")
+    for timbre in (1, 2):
+        for note in (64, 76):
+            for level in (0.3, 0.9):
+                write_tone(folder / f"tone_timbre{timbre}_note{note}_level{level}.wav", note, level, bright=timbre == 2)
+    return train({"datadir": str(folder), "props": {"level": (0, 1), "note": (64, 76), "timbre": (1, 2)},
+                  "num_epochs": 1, "batches_per_epoch": 2, "batch_size": 4, "seqLen": 32,
+                  "savemodeldir": str(tmp_path_factory.mktemp("output"))})
+
+
+def test_command_line_evaluates_a_run_whose_parameters_have_other_names(other_names_run):
+    main(["--run_directory", str(other_names_run), *TINY_ARGV, *OTHER_NAMES_ARGV])
+    with open(other_names_run / "evaluation" / "notes.csv") as f:
+        generated = [row for row in csv.DictReader(f) if row["source"] == "generated"]
+    assert {(float(r["timbre"]), float(r["note"]), float(r["level"])) for r in generated} == {
+        (t, n, lv) for t in (1.0, 2.0) for n in (64.0, 70.0, 76.0) for lv in (0.3, 0.9)}
+    config = json.loads((other_names_run / "evaluation" / "evaluation_config.json").read_text())
+    assert (config["instrument"], config["pitch"], config["amplitude"]) == ("timbre", "note", "level")
 
 
 def test_evaluate_notebook_is_committed_with_outputs_cleared():
