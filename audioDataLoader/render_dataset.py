@@ -10,15 +10,20 @@ a General MIDI SoundFont, or with additive synthesis where either is missing:
 Programs are General MIDI numbers counted from 1, as in the GM list (72 Clarinet, 57 Trumpet, 69 Oboe);
 instID 1, 2, ... follow their order. Each note is peak-normalised and then scaled by its amplitude value, so
 a file's peak sample equals its `a` and levels are proportional to it.
+
+The folder also gets rendered_with.json: how the notes were made ("soundfont" with its path, or "additive") and
+the settings. A folder that already holds wavs is reused as it is; a warning says when its notes are additive
+stand-ins although FluidSynth and a SoundFont are now found.
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shutil
 import tempfile
 import warnings
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
 from typing import Callable, Iterable, Iterator
@@ -41,6 +46,8 @@ FALLBACK_TIMBRES = {72: "clarinet", 57: "trumpet"}
 VIBRATO_CENTS = 8.0
 # Rendered before and after the kept middle, so neither attack nor release is in the file.
 MARGIN_SECONDS = 0.5
+# Written into every folder this module builds: how its wavs were made, so a reused folder can say so.
+RECORD_NAME = "rendered_with.json"
 
 Note = tuple[int, int, int]  # (instID, GM program, MIDI pitch)
 
@@ -88,12 +95,14 @@ class RenderConfig:
 
 @dataclass(frozen=True)
 class BuildResult:
-    """What build_dataset left in `folder`: `files` wavs from `source` ("soundfont", "additive" or "existing")."""
+    """What build_dataset left in `folder`: `files` wavs from `source` ("soundfont", "additive" or "existing"),
+    and how they were made according to the folder's record (None where it has none, as in NSynth's own)."""
 
     folder: Path
     files: int
     source: str
     soundfont: Path | None = None
+    made_with: str | None = None
 
 
 def file_name(inst_id: int, pitch: float, amplitude: float) -> str:
@@ -197,6 +206,47 @@ def _existing_wavs(folder: Path) -> list[Path]:
     return [p for p in folder.iterdir() if p.suffix.lower() == ".wav"] if folder.is_dir() else []
 
 
+def _fluidsynth_and_soundfont(config: RenderConfig) -> tuple[ModuleType | None, Path | None]:
+    if config.fallback:
+        return None, None
+    return _load_fluidsynth(), find_soundfont(config.soundfont)
+
+
+def _write_record(folder: Path, source: str, soundfont: Path | None, config: RenderConfig) -> None:
+    # Without output_dir: the record lives in that folder, and a moved folder would make the path wrong.
+    settings = {k: v for k, v in asdict(config).items() if k != "output_dir"}
+    record = {"source": source, "soundfont": str(soundfont) if soundfont else None, "config": settings}
+    (folder / RECORD_NAME).write_text(json.dumps(record, indent=2) + "\n")
+
+
+def read_record(folder: Path) -> dict | None:
+    """Return the record of how a built folder's wavs were made, or None where the folder has none."""
+    path = Path(folder) / RECORD_NAME
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text())
+        return {"source": record["source"], "soundfont": record["soundfont"], "config": record["config"]}
+    except (ValueError, KeyError, TypeError) as error:
+        raise ValueError(f"{path} is not a record written by render_dataset ({error!r}); delete it (it only notes "
+                         "how the wavs were made) or rebuild the folder") from None
+
+
+def _reuse(folder: Path, wavs: int, config: RenderConfig) -> BuildResult:
+    """Return the result of leaving an existing folder as it is, warning when its stand-in notes could now be real."""
+    record = read_record(folder)
+    if record is None:
+        return BuildResult(folder, wavs, "existing")
+    if record["source"] == "additive":
+        fluidsynth, soundfont = _fluidsynth_and_soundfont(config)
+        if fluidsynth is not None and soundfont is not None:
+            warnings.warn(f"{folder} holds notes made by additive synthesis (see its {RECORD_NAME}), but FluidSynth "
+                          f"and the SoundFont {soundfont} are now installed; for the real instruments delete {folder} "
+                          "and build it again, or build into another --output_dir", stacklevel=3)
+    soundfont = Path(record["soundfont"]) if record["soundfont"] else None
+    return BuildResult(folder, wavs, "existing", soundfont, record["source"])
+
+
 def build_dataset(config: RenderConfig | None = None,
                   progress: Callable[[list[Note]], Iterable[Note]] = iter) -> BuildResult:
     """Return what is in config.output_dir after rendering every note there, or leaving existing wavs untouched.
@@ -208,14 +258,13 @@ def build_dataset(config: RenderConfig | None = None,
     output = Path(config.output_dir)
     existing = _existing_wavs(output)
     if existing:
-        return BuildResult(output, len(existing), "existing")
+        return _reuse(output, len(existing), config)
     if output.is_dir() and any(output.iterdir()):
         raise FileExistsError(f"{output} holds files but no wavs; empty it or choose another --output_dir")
 
     notes = [(inst_id, program, pitch) for inst_id, program in enumerate(config.programs, start=1)
              for pitch in config.pitches]
-    fluidsynth = None if config.fallback else _load_fluidsynth()
-    soundfont = None if config.fallback else find_soundfont(config.soundfont)
+    fluidsynth, soundfont = _fluidsynth_and_soundfont(config)
     if fluidsynth is not None and soundfont is not None:
         rendered = soundfont_notes(fluidsynth, soundfont, progress(notes), config.note_seconds, config.sample_rate,
                                    config.velocity)
@@ -230,7 +279,7 @@ def build_dataset(config: RenderConfig | None = None,
             warnings.warn(f"{missing} was not found, so the notes are made by additive synthesis (a stand-in for "
                           f"the clarinet and trumpet); for the real instruments {INSTALL_HINT}", stacklevel=2)
         rendered = _additive_notes(progress(notes), config.note_seconds, config.sample_rate)
-        source = "additive"
+        source, soundfont = "additive", None
 
     output.parent.mkdir(parents=True, exist_ok=True)
     partial = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
@@ -243,13 +292,14 @@ def build_dataset(config: RenderConfig | None = None,
             for amplitude in config.amplitudes:
                 sf.write(partial / file_name(inst_id, pitch, amplitude), normalized * np.float32(amplitude),
                          config.sample_rate, subtype="PCM_16")
+        _write_record(partial, source, soundfont, config)
         if output.is_dir():
             output.rmdir()  # empty, checked above; a rename cannot replace a folder on every system
         os.replace(partial, output)
     except BaseException:
         shutil.rmtree(partial, ignore_errors=True)
         raise
-    return BuildResult(output, config.file_count(), source, soundfont if source == "soundfont" else None)
+    return BuildResult(output, config.file_count(), source, soundfont, source)
 
 
 def _parse_args(argv: list[str] | None) -> RenderConfig:
@@ -294,8 +344,9 @@ def main(argv: list[str] | None = None) -> None:
     if result.source == "existing":
         print(f"{result.folder} already holds {result.files} wav files; left as they are "
               "(remove the folder to build it again)")
-    via = {"soundfont": f"FluidSynth with {result.soundfont}", "additive": "additive synthesis",
-           "existing": "existing files"}[result.source]
+    via = {"soundfont": f"FluidSynth with {result.soundfont}", "additive": "additive synthesis"}.get(result.made_with)
+    if result.source == "existing":
+        via = f"existing files made by {via}" if via else "existing files"
     print(f"data set: {result.files} files in {result.folder} ({via})")
 
 

@@ -1,3 +1,6 @@
+import json
+import re
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -6,8 +9,8 @@ import soundfile as sf
 
 from audioDataLoader import render_dataset
 from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset
-from audioDataLoader.render_dataset import (RenderConfig, build_dataset, file_name, find_soundfont, main,
-                                            soundfont_notes)
+from audioDataLoader.render_dataset import (RECORD_NAME, RenderConfig, build_dataset, file_name, find_soundfont,
+                                            main, soundfont_notes)
 from utils.pitch import cents_error, median_f0, midi_to_hz
 
 HAS_SOUNDFONT = render_dataset._load_fluidsynth() is not None and find_soundfont() is not None
@@ -55,15 +58,16 @@ def test_file_names_follow_the_original_format():
 
 def test_default_grid_is_two_instruments_by_13_pitches_by_10_amplitudes(full_set):
     folder, config = full_set
-    names = {p.name for p in folder.iterdir()}
+    names = {p.name for p in folder.glob("*.wav")}
     assert len(names) == 260 == config.file_count()
     assert names == expected_names(config)
+    assert {p.name for p in folder.iterdir()} == names | {RECORD_NAME}
     assert "nsynth_instID01.00_p64.00_a00.10.wav" in names and "nsynth_instID02.00_p76.00_a01.00.wav" in names
 
 
 def test_every_file_is_2_5_seconds_of_16k_mono(full_set):
     folder, _ = full_set
-    infos = [sf.info(path) for path in folder.iterdir()]
+    infos = [sf.info(path) for path in folder.glob("*.wav")]
     assert {(i.samplerate, i.channels, i.frames) for i in infos} == {(16000, 1, 40000)}
 
 
@@ -151,7 +155,7 @@ def test_without_fluidsynth_or_a_soundfont_the_additive_fallback_says_how_to_get
     with pytest.warns(UserWarning, match="apt-get install fluid-soundfont-gm libfluidsynth3"):
         result = build_dataset(config)
     assert result.source == "additive"
-    assert {p.name for p in result.folder.iterdir()} == expected_names(config)
+    assert {p.name for p in result.folder.iterdir()} == expected_names(config) | {RECORD_NAME}
 
 
 def test_existing_wavs_are_left_as_they_are(tmp_path):
@@ -165,6 +169,58 @@ def test_existing_wavs_are_left_as_they_are(tmp_path):
     assert [p.name for p in folder.iterdir()] == [original.name] and original.read_bytes() == before
 
 
+def test_the_record_says_how_the_set_was_made_and_the_dataset_reads_only_the_wavs(full_set):
+    folder, config = full_set
+    record = json.loads((folder / RECORD_NAME).read_text())
+    if config.fallback:
+        assert (record["source"], record["soundfont"]) == ("additive", None)
+    else:
+        assert (record["source"], record["soundfont"]) == ("soundfont", str(find_soundfont()))
+    assert record["config"]["pitches"] == list(config.pitches) and "output_dir" not in record["config"]
+    assert len(MuLawAudioDataset(AudioDatasetConfig(data_dir=str(folder))).files) == 260
+
+
+def pretend_fluidsynth_and_a_soundfont_are_installed(monkeypatch, folder: Path) -> Path:
+    font = folder / "gm.sf2"
+    font.write_bytes(b"")
+    monkeypatch.setattr(render_dataset, "_load_fluidsynth", lambda: object())
+    monkeypatch.setattr(render_dataset, "SOUNDFONT_PATHS", (str(font),))
+    return font
+
+
+def test_an_additive_set_reused_once_a_soundfont_is_found_says_how_to_rebuild(tmp_path, monkeypatch, capsys):
+    folder = tmp_path / "set"
+    build_dataset(RenderConfig(output_dir=str(folder), fallback=True, **SMALL))
+    before = sorted((p.name, p.read_bytes()) for p in folder.iterdir())
+    font = pretend_fluidsynth_and_a_soundfont_are_installed(monkeypatch, tmp_path)
+    expected = f"additive synthesis.*{re.escape(str(font))}.*delete {re.escape(str(folder))}.*--output_dir"
+    with pytest.warns(UserWarning, match=expected):
+        main(["--output_dir", str(folder)])
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last == f"data set: 8 files in {folder} (existing files made by additive synthesis)"
+    assert sorted((p.name, p.read_bytes()) for p in folder.iterdir()) == before
+
+
+def test_a_folder_without_a_record_like_nsynths_own_is_reused_silently(tmp_path, monkeypatch):
+    folder = tmp_path / "nsynth"
+    folder.mkdir()
+    sf.write(folder / "nsynth_instID01.00_p64.00_a00.50.wav", np.full(100, 0.25), 16000)
+    pretend_fluidsynth_and_a_soundfont_are_installed(monkeypatch, tmp_path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result = build_dataset(RenderConfig(output_dir=str(folder)))
+    assert (result.source, result.made_with) == ("existing", None)
+    assert [p.name for p in folder.iterdir()] == ["nsynth_instID01.00_p64.00_a00.50.wav"]
+
+
+def test_an_unreadable_record_is_named_with_what_to_do(tmp_path):
+    folder = tmp_path / "set"
+    build_dataset(RenderConfig(output_dir=str(folder), fallback=True, **SMALL))
+    (folder / RECORD_NAME).write_text("{")
+    with pytest.raises(ValueError, match=f"{RECORD_NAME} is not a record.*delete it"):
+        build_dataset(RenderConfig(output_dir=str(folder), fallback=True, **SMALL))
+
+
 def test_a_folder_of_other_files_is_not_overwritten(tmp_path):
     (tmp_path / "set").mkdir()
     (tmp_path / "set" / "notes.txt").write_text("mine")
@@ -175,7 +231,7 @@ def test_a_folder_of_other_files_is_not_overwritten(tmp_path):
 def test_an_empty_output_folder_is_filled(tmp_path):
     (tmp_path / "set").mkdir()
     result = build_dataset(RenderConfig(output_dir=str(tmp_path / "set"), fallback=True, **SMALL))
-    assert len(list(result.folder.iterdir())) == result.files == 8
+    assert len(list(result.folder.glob("*.wav"))) == result.files == 8
 
 
 def test_an_interrupted_build_leaves_neither_the_folder_nor_a_partial_one(tmp_path):
