@@ -1,9 +1,14 @@
-"""Train.ipynb then Inference.ipynb, top to bottom, headless, with a tiny configuration."""
+"""Train.ipynb then Inference.ipynb, top to bottom, headless, with a tiny configuration; Train.ipynb's example
+window against the network input it shows."""
 import json
 
+import matplotlib.pyplot as plt
+import numpy as np
 import papermill
 import pytest
 
+from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset, read_mono
+from audioDataLoader.mulaw import mu_law_encode
 from tests.conftest import ROOT, TINY_SPECS
 
 
@@ -40,3 +45,20 @@ def test_train_then_inference_notebooks_run_end_to_end(tiny_data_dir, tmp_path):
     inference_nb = execute("Inference.ipynb", tmp_path, {"run_directory": str(runs[0]), "length_seconds": 0.05})
     assert outputs_of(inference_nb, "image/png") >= 5  # both examples (conditioning and audio), the stream
     assert outputs_of(inference_nb, "application/vnd.jupyter.widget-view+json") == 1
+
+
+def test_train_notebook_window_plots_the_same_samples_as_the_network_input(tiny_data_dir):
+    # The cell alone, on a data set made here without noise, so the two plotted lines can be compared sample by sample.
+    (cell,) = ["".join(c["source"]) for c in json.loads((ROOT / "Train.ipynb").read_text())["cells"]
+               if "dataset[offset]" in "".join(c["source"])]
+    data_config = AudioDatasetConfig(data_dir=str(tiny_data_dir), sequence_length=32, parameter_specs=TINY_SPECS,
+                                     add_noise=False, numtokens=64)
+    namespace = {"dataset": MuLawAudioDataset(data_config), "data_config": data_config, "plt": plt,
+                 "read_mono": read_mono}
+    exec(cell, namespace)
+    raw, coded = (axes.lines[0].get_ydata() for axes in (namespace["raw"], namespace["coded"]))
+    plt.close(namespace["fig"])
+    assert namespace["offset"] == 4000 - 32 - 1  # the tiny files are 0.25 s, so the last window of the first file
+    assert len(raw) == len(coded) == 32
+    np.testing.assert_allclose(coded, mu_law_encode(raw, 64) / 63, atol=1e-6)
+    assert "index / 63" in namespace["coded"].get_title()
