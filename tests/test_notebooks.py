@@ -24,6 +24,13 @@ def outputs_of(notebook: dict, mime: str) -> int:
     return sum(mime in out.get("data", {}) for cell in notebook["cells"] for out in cell.get("outputs", []))
 
 
+def widget_output_kinds(notebook: dict) -> list[str]:
+    """Return what the notebook's Output widget holds: "stream", or the richest type of each display."""
+    states = notebook["metadata"]["widgets"]["application/vnd.jupyter.widget-state+json"]["state"].values()
+    (output,) = [m["state"]["outputs"] for m in states if m["model_name"] == "OutputModel"]
+    return [out["output_type"] if out["output_type"] == "stream" else next(iter(out["data"])) for out in output]
+
+
 @pytest.mark.parametrize("name", ["Train.ipynb", "Inference.ipynb"])
 def test_notebooks_are_committed_with_outputs_cleared(name):
     notebook = json.loads((ROOT / name).read_text())
@@ -45,6 +52,7 @@ def test_train_then_inference_notebooks_run_end_to_end(tiny_data_dir, tmp_path):
     inference_nb = execute("Inference.ipynb", tmp_path, {"run_directory": str(runs[0]), "length_seconds": 0.05})
     assert outputs_of(inference_nb, "image/png") >= 5  # both examples (conditioning and audio), the stream
     assert outputs_of(inference_nb, "application/vnd.jupyter.widget-view+json") == 1
+    assert widget_output_kinds(inference_nb) == ["stream", "image/png", "text/html"]  # the first slider example
 
 
 def test_train_notebook_window_plots_the_same_samples_as_the_network_input(tiny_data_dir):
