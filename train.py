@@ -57,7 +57,7 @@ TRAIN_KEYS = {f.name: f.name for f in fields(TrainConfig)}
 
 PRESETS = {
     "default": {},
-    # About ten minutes on two CPU cores: enough for recognisable pitch and timbre, not for polish.
+    # About four minutes on two CPU cores: enough for recognisable pitch and timbre, not for polish.
     "quick": {"num_epochs": 20, "batches_per_epoch": 75, "batch_size": 64},
 }
 
@@ -400,7 +400,7 @@ def _mean_over_ranks(values: torch.Tensor, world_size: int) -> torch.Tensor:
 def _parse_args(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=PRESETS, default="default",
-                        help="quick: about ten minutes on two CPU cores; default: the original's schedule")
+                        help="quick: about four minutes on two CPU cores; default: the original's schedule")
     parser.add_argument("--datadir", help="folder of training wavs (default data/nsynth.64.76_sm)")
     parser.add_argument("--param", action="append", metavar="NAME=MIN:MAX", dest="props",
                         help="a conditioning parameter read from file names and its range; repeat for each "

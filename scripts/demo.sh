@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on a fresh machine: set up, build the default data set, train with the quick preset
-# (about ten minutes on two CPU cores), generate two examples with their plots, and measure how well the
+# (about four minutes on two CPU cores), generate two examples with their plots, and measure how well the
 # model follows pitch, loudness and instrument.
 set -euo pipefail
 cd "$(dirname "$0")/.."
