@@ -329,7 +329,7 @@ def _train(params: dict, on_epoch_end: Callable[[int, float, RNN], None] | None,
         with _StopRequest(world_size, announce=rank == 0) as stop:
             for epoch in range(len(history), config.num_epochs):
                 _train_epoch(trained, optimizer, dataset, config, epoch, rank, run.bar, stop, epoch_losses)
-                batch_losses = _mean_over_ranks(torch.stack(epoch_losses), world_size).tolist()
+                batch_losses = _mean_over_ranks(epoch_losses, world_size)
                 epoch_losses.clear()
                 history.append(sum(batch_losses) / len(batch_losses))
                 done = len(history)
@@ -340,7 +340,7 @@ def _train(params: dict, on_epoch_end: Callable[[int, float, RNN], None] | None,
                     model.eval()
                     on_epoch_end(done, history[-1], model)
     except _StopRequested:
-        partial = _mean_over_ranks(torch.stack(epoch_losses), world_size).tolist() if epoch_losses else []
+        partial = _mean_over_ranks(epoch_losses, world_size)
         run.save(model, optimizer, history, numbered=False, epoch_batch_losses=partial)
         run.interrupted(history, partial)
     finally:
@@ -389,12 +389,15 @@ def _train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, datas
         bar.update()
 
 
-def _mean_over_ranks(values: torch.Tensor, world_size: int) -> torch.Tensor:
-    """Return `values` averaged element-wise over all ranks."""
+def _mean_over_ranks(losses: list[torch.Tensor], world_size: int) -> list[float]:
+    """Return this rank's batch losses averaged batch by batch over all ranks (which stop at the same batch)."""
+    if not losses:
+        return []
+    values = torch.stack(losses)
     if world_size > 1:
         dist.all_reduce(values)  # a sum: gloo has no average
         values /= world_size
-    return values
+    return values.tolist()
 
 
 def _parse_args(argv: list[str] | None = None) -> dict:

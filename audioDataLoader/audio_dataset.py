@@ -86,6 +86,11 @@ def read_mono(path: Path, sample_rate: int) -> np.ndarray:
     return audio
 
 
+def _close_to_any(value: float, values: list[float]) -> bool:
+    """Return whether a value read from a file name equals one of `values` (names hold rounded decimals)."""
+    return any(math.isclose(float(value), float(v), abs_tol=1e-6) for v in values)
+
+
 class MuLawAudioDataset(Dataset):
     """Windows (input (T, 1+P), target (T, 1)) over every wav in a folder, found by index arithmetic.
 
@@ -128,15 +133,14 @@ class MuLawAudioDataset(Dataset):
         return [path for path, _ in kept], values.reshape(len(kept), len(names))
 
     def _is_excluded(self, found: dict[str, float]) -> bool:
-        return any(any(math.isclose(found[name], float(v), abs_tol=1e-6) for v in values)
-                   for name, values in self.config.exclude.items())
+        return any(_close_to_any(found[name], values) for name, values in self.config.exclude.items())
 
     def _check_exclusions_match(self, found: list[dict[str, float]], folder: Path) -> None:
         """Refuse an excluded value that no file has: a typo would otherwise hold nothing out, silently."""
         for name, values in self.config.exclude.items():
             present = sorted({f[name] for f in found})
             for value in values:
-                if not any(math.isclose(v, float(value), abs_tol=1e-6) for v in present):
+                if not _close_to_any(value, present):
                     raise ValueError(f"exclude {name}={value:g} matches no file in {folder}; the values of {name} "
                                      f"there are {[round(v, 6) for v in present]}")
 

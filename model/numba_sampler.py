@@ -135,12 +135,12 @@ def _step(weights, x, hidden, gi, gh, logits):
 
 
 @numba.njit(**_COMPILE)
-def step_logits(weights: GRUWeights, x: np.ndarray, hidden: np.ndarray, numtokens: int) -> np.ndarray:
-    """Return the logits (numtokens,) for one step of input x (1 + P,), advancing hidden (L, H) in place."""
+def step_logits(weights: GRUWeights, x: np.ndarray, hidden: np.ndarray) -> np.ndarray:
+    """Return the logits (N,) for one step of input x (1 + P,), advancing hidden (L, H) in place."""
     gates = weights.w_hh_t.shape[2]
     logits = np.empty(weights.out_b.shape[0], np.float32)
     _step(weights, x, hidden, np.empty(gates, np.float32), np.empty(gates, np.float32), logits)
-    return logits[:numtokens]
+    return logits
 
 
 @_inline
@@ -188,7 +188,6 @@ def _draw(values, indices, inv_temperature, uniform):
 @numba.njit(**_COMPILE)
 def _sample_voice(weights, cond, previous, hidden, input_values, count, inv_temperature, state, codes):
     """Write codes (T,) generated for one voice's cond (T, P); return (last index, random state). The hot loop."""
-    numtokens = input_values.shape[0]
     gates = weights.w_hh_t.shape[2]
     x = np.empty(1 + cond.shape[1], np.float32)
     gi = np.empty(gates, np.float32)
@@ -200,10 +199,10 @@ def _sample_voice(weights, cond, previous, hidden, input_values, count, inv_temp
         x[0] = input_values[previous]
         x[1:] = cond[t]
         _step(weights, x, hidden, gi, gh, logits)
-        if count == numtokens:
-            top_value[:] = logits[:numtokens]
+        if count == logits.shape[0]:
+            top_value[:] = logits
         else:
-            _top(logits[:numtokens], count, top_value, top_index)
+            _top(logits, count, top_value, top_index)
         if count == 1:
             previous = top_index[0]
         else:
