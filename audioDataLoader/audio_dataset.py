@@ -34,6 +34,9 @@ class AudioDatasetConfig:
     exclude: dict[str, list[float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if self.sequence_length < 1:
+            raise ValueError(f"sequence_length must be at least 1, got {self.sequence_length} (seqLen, --seqLen on "
+                             "the command line)")
         self.parameter_specs = {k: (float(lo), float(hi)) for k, (lo, hi) in self.parameter_specs.items()}
         for name, (lo, hi) in self.parameter_specs.items():
             if lo == hi:
