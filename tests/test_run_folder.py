@@ -119,20 +119,6 @@ def test_a_checkpoint_whose_weights_do_not_fit_its_settings_is_refused(tmp_path)
         load_model(run, "cpu")
 
 
-class Payload:
-    def __reduce__(self):
-        return (print, ("this must never run",))
-
-
-def test_an_unsafe_checkpoint_is_refused_without_advice_to_load_it_unsafely(tmp_path):
-    path = tmp_path / "evil.pt"
-    torch.save({"format_version": 1, "model": {}, "extra": Payload()}, path)
-    with pytest.raises(ValueError, match=r"could run code") as error:
-        load_checkpoint(path)
-    assert "(print)" in str(error.value)
-    assert "weights_only" not in str(error.value) and "safe_globals" not in str(error.value)
-
-
 JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=5),
                     lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3),
                     max_leaves=8)
