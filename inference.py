@@ -148,6 +148,7 @@ class SynthStream:
         self.voices: TorchVoices | NumbaVoices | None = None
         self.rate: GenerationRate | None = None
         self.compile_seconds: float | None = None  # how long the first block spent compiling the numba sampler
+        self._ready_seconds = 0.0  # compiling or loading the numba sampler, left out of `rate`
 
     def render(self, cond: np.ndarray | torch.Tensor) -> np.ndarray:
         """Return the next block of float audio, (n,) for cond (n, P) or (B, n) for cond (B, n, P)."""
@@ -162,16 +163,16 @@ class SynthStream:
             raise ValueError(f"conditioning must be (T, {size}) or (B, T, {size}) for this model, "
                              f"got shape {tuple(block.shape)}")
         with _evaluating(self.model):
-            compile_seconds = 0.0
+            ready_seconds = 0.0
             if self.voices is None:
                 self.voices = self._start(block)
-                compile_seconds = self.compile_seconds or 0.0
+                ready_seconds = self._ready_seconds
             elif len(self.voices.previous) != len(block):
                 raise ValueError(f"this stream plays {len(self.voices.previous)} voice(s), got conditioning for "
                                  f"{len(block)}; make a new SynthStream to change the number of voices")
             codes = self.voices.sample(block, self.top_n, self.temperature)
         audio = mu_law_decode(codes, self.model.config.numtokens)
-        self.rate = GenerationRate(codes.size, time.perf_counter() - start - compile_seconds, self.sample_rate)
+        self.rate = GenerationRate(codes.size, time.perf_counter() - start - ready_seconds, self.sample_rate)
         return audio[0] if single else audio
 
     def hold(self, values: np.ndarray | list[float], num_samples: int) -> np.ndarray:
@@ -185,7 +186,8 @@ class SynthStream:
             from model.numba_sampler import NumbaVoices
 
             voices = NumbaVoices(self.model, previous, hidden, self.input_values, self.seed)
-            self.compile_seconds = voices.compile_seconds
+            self._ready_seconds = voices.ready_seconds
+            self.compile_seconds = voices.ready_seconds if voices.compiled else None
             return voices
         return TorchVoices(self.model, previous, hidden, self.input_values, self.seed)
 

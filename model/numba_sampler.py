@@ -240,11 +240,11 @@ def sample_numba(weights: GRUWeights, cond: np.ndarray, previous: np.ndarray, hi
     return codes, hidden
 
 
-def compile_sampler(weights: GRUWeights) -> float | None:
-    """Make the sampler ready for weights of this layout; return the seconds it took to compile, or None.
+def compile_sampler(weights: GRUWeights) -> tuple[float, bool]:
+    """Make the sampler ready for weights of this layout; return (seconds taken, whether it had to compile).
 
-    None when there was nothing to compile: this process already has the code, or numba's on-disk cache had it.
-    numba's dispatcher counts a cache miss exactly when it compiles, so no timing is guessed at.
+    No compile when this process already has the code or numba's on-disk cache had it (then the seconds are those
+    of loading it). numba's dispatcher counts a cache miss exactly when it compiles, so nothing is guessed from time.
     """
     misses = sum(_sample_voices.stats.cache_misses.values())
     start = time.perf_counter()
@@ -252,8 +252,7 @@ def compile_sampler(weights: GRUWeights) -> float | None:
     parameters, numtokens = weights.in_w_t.shape[0] - 1, weights.out_b.shape[0]
     sample_numba(weights, np.zeros((1, 0, parameters), np.float32), np.zeros(1, np.int64),
                  np.zeros((1, layers, size), np.float32), np.zeros(numtokens, np.float32), 1, 1.0, seed_states(0, 1))
-    seconds = time.perf_counter() - start
-    return seconds if sum(_sample_voices.stats.cache_misses.values()) > misses else None
+    return time.perf_counter() - start, sum(_sample_voices.stats.cache_misses.values()) > misses
 
 
 class NumbaVoices:
@@ -266,7 +265,7 @@ class NumbaVoices:
         self.hidden = np.ascontiguousarray(hidden.detach().transpose(0, 1).cpu().numpy(), dtype=np.float32)
         self.input_values = input_values.cpu().numpy().astype(np.float32)
         self.states = seed_states(seed, len(self.previous))
-        self.compile_seconds = compile_sampler(self.weights)
+        self.ready_seconds, self.compiled = compile_sampler(self.weights)
 
     def sample(self, cond: torch.Tensor, top_n: int | None, temperature: float) -> np.ndarray:
         """Return the next mu-law indices (B, T) for cond (B, T, P), carrying the voices' state on."""
