@@ -40,6 +40,9 @@ class AudioDatasetConfig:
     pitch_shift: float = 0.0
 
     def __post_init__(self) -> None:
+        if self.sequence_length < 1:
+            raise ValueError(f"sequence_length must be at least 1, got {self.sequence_length} (seqLen, --seqLen on "
+                             "the command line)")
         self.parameter_specs = {k: (float(lo), float(hi)) for k, (lo, hi) in self.parameter_specs.items()}
         for name, (lo, hi) in self.parameter_specs.items():
             if lo == hi:
@@ -57,14 +60,21 @@ class AudioDatasetConfig:
 
 
 def parse_filename_parameters(filename: str, names: list[str]) -> dict[str, float]:
-    """Return {name: value} for every `_NAME<float>` of `names` found in the file name's stem."""
+    """Return {name: value} for every `_NAME<float>` of `names` found in the file name's stem.
+
+    Raises ValueError naming the file when a parameter is written twice or its value is too large for a float.
+    """
     stem = Path(filename).stem
     found = {}
     for name in names:
         # The value must follow the name directly and end at "_" or the stem's end, so "a" never matches "_amp0.5".
-        match = re.search(rf"_{re.escape(name)}([-+]?\d+(?:\.\d*)?)(?=_|$)", stem)
-        if match:
-            found[name] = float(match.group(1))
+        values = re.findall(rf"_{re.escape(name)}([-+]?\d+(?:\.\d*)?)(?=_|$)", stem)
+        if len(values) > 1:
+            raise ValueError(f"{filename} gives {name} {len(values)} times ({', '.join(values)})")
+        if values:
+            found[name] = float(values[0])
+            if not math.isfinite(found[name]):
+                raise ValueError(f"{filename} gives {name} a value too large for a number")
     return found
 
 
@@ -91,12 +101,21 @@ def read_mono(path: Path, sample_rate: int) -> np.ndarray:
         raise ValueError(f"cannot read {path}: {error}. Remove the file or replace it with a valid wav.") from error
     if audio.size == 0:
         raise ValueError(f"{path} holds no audio samples. Remove it from the data folder.")
+    broken = ~np.isfinite(audio).all(axis=1)
+    if broken.any():  # mu-law would turn them into full-scale codes without a word
+        raise ValueError(f"{path} holds {broken.sum()} samples that are NaN or infinite (the first at sample "
+                         f"{broken.argmax()}). Repair the file or remove it from the data folder.")
     audio = audio.mean(axis=1)
     if file_rate != sample_rate:
         import soxr  # only needed for the uncommon case of mixed rates
 
         audio = soxr.resample(audio, file_rate, sample_rate).astype(np.float32)
     return audio
+
+
+def _shown(items: list[str], separator: str = ", ") -> str:
+    """Return the first five items joined, and how many more there are."""
+    return separator.join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
 
 
 def _close_to_any(value: float, values: list[float]) -> bool:
@@ -127,23 +146,39 @@ class MuLawAudioDataset(Dataset):
         if not wavs:
             raise FileNotFoundError(f"no .wav files in {folder}")
         names = list(self.config.parameter_specs)
-        complete, missing = [], []
+        complete, missing, unclear = [], [], []
         for path in wavs:
-            found = parse_filename_parameters(path.name, names)
+            try:
+                found = parse_filename_parameters(path.name, names)
+            except ValueError as error:
+                unclear.append(str(error))
+                continue
             (complete if len(found) == len(names) else missing).append((path, found))
         if missing:
-            shown = ", ".join(path.name for path, _ in missing[:5]) + (
-                f" and {len(missing) - 5} more" if len(missing) > 5 else "")
             warnings.warn(f"skipped {len(missing)} of {len(wavs)} files in {folder} whose names lack one of the "
-                          f"parameters {names} as _NAME<value>: {shown}", stacklevel=3)
+                          f"parameters {names} as _NAME<value>: {_shown([p.name for p, _ in missing])}", stacklevel=3)
+        if unclear:
+            warnings.warn(f"skipped {len(unclear)} of {len(wavs)} files in {folder} whose names are ambiguous: "
+                          f"{_shown(unclear, '; ')}. Rename them with each parameter once.", stacklevel=3)
         self._check_exclusions_match([found for _, found in complete], folder)
         kept = [(path, found) for path, found in complete if not self._is_excluded(found)]
         if not kept:
             raise ValueError(f"no usable file in {folder}: none names all of {names} as _NAME<value>"
                              + (f" outside the excluded values {self.config.exclude}" if complete else "")
                              + ". Check parameter_specs against the file names.")
-        values = np.array([[found[n] for n in names] for _, found in kept], dtype=np.float32)
-        return [path for path, _ in kept], values.reshape(len(kept), len(names))
+        values = np.array([[found[n] for n in names] for _, found in kept], dtype=np.float64)
+        self._warn_out_of_range(kept)
+        return [path for path, _ in kept], values.reshape(len(kept), len(names)).astype(np.float32)
+
+    def _warn_out_of_range(self, kept: list[tuple[Path, dict[str, float]]]) -> None:
+        """Warn once about values beyond their parameter's range: they train mapped outside [0, 1], maybe by intent."""
+        outside = [f"{path.name} ({name}={found[name]:g}, range {lo:g} to {hi:g})"
+                   for path, found in kept for name, (lo, hi) in self.config.parameter_specs.items()
+                   if not min(lo, hi) <= found[name] <= max(lo, hi)]
+        if outside:
+            warnings.warn(f"{len(outside)} parameter values lie outside the ranges of parameter_specs and map "
+                          f"beyond [0, 1]: {_shown(outside, '; ')}. Widen the ranges if that is not meant.",
+                          stacklevel=4)
 
     def _is_excluded(self, found: dict[str, float]) -> bool:
         return any(_close_to_any(found[name], values) for name, values in self.config.exclude.items())
