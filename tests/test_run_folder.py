@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from audioDataLoader.audio_dataset import AudioDatasetConfig
 from model.gru_audio_model import GRUAudioConfig
 from tests.conftest import make_run
-from utils.run_folder import (CONFIG_NAME, LAST_CHECKPOINT, load_checkpoint, load_model, read_config,
+from utils.run_folder import (CONFIG_NAME, FORMAT_VERSION, LAST_CHECKPOINT, load_checkpoint, load_model, read_config,
                               remove_stale_temporaries, save_checkpoint, write_atomically)
 
 
@@ -128,7 +128,7 @@ def valid_config() -> dict:
     from train import TrainConfig
     from dataclasses import asdict
 
-    return {"format_version": 1, "data": asdict(AudioDatasetConfig()), "model": asdict(GRUAudioConfig()),
+    return {"format_version": FORMAT_VERSION, "data": asdict(AudioDatasetConfig()), "model": asdict(GRUAudioConfig()),
             "train": asdict(TrainConfig())}
 
 
@@ -159,3 +159,23 @@ def test_any_config_json_reads_correctly_or_is_refused_with_a_clear_error(config
     assert isinstance(loaded["data"], AudioDatasetConfig) and isinstance(loaded["model"], GRUAudioConfig)
     for name in ("data", "model"):
         assert json.loads(json.dumps(vars(loaded[name]))) == config[name]
+
+
+def test_a_version_1_run_loads_with_the_recipe_it_was_trained_with(tmp_path):
+    run = make_run(tmp_path)
+    config = json.loads((run / CONFIG_NAME).read_text())
+    for section, added in {"data": ["pitch_parameter", "pitch_shift"], "model": ["cond_every_layer"],
+                           "train": ["lr_schedule", "warmup", "lr_final", "grad_clip"]}.items():
+        for key in added:
+            del config[section][key]
+    (run / CONFIG_NAME).write_text(json.dumps({**config, "format_version": 1}))
+    checkpoint = torch.load(run / LAST_CHECKPOINT, weights_only=True)
+    del checkpoint["model_config"]["cond_every_layer"]
+    torch.save({**checkpoint, "format_version": 1}, run / LAST_CHECKPOINT)
+    model, loaded = load_model(run, "cpu")
+    assert not model.config.cond_every_layer and loaded["data"].pitch_shift == 0
+    assert (loaded["train"]["lr_schedule"], loaded["train"]["grad_clip"]) == ("constant", 0.0)
+    del config["data"]["sample_rate"]  # a setting version 1 had is still required
+    (run / CONFIG_NAME).write_text(json.dumps({**config, "format_version": 1}))
+    with pytest.raises(ValueError, match="sample_rate"):
+        read_config(run)

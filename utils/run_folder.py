@@ -18,7 +18,13 @@ import torch
 from audioDataLoader.audio_dataset import AudioDatasetConfig
 from model.gru_audio_model import RNN, GRUAudioConfig
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Settings that config.json and checkpoints gained in version 2, at the values every version 1 run was trained with.
+_ADDED_IN_VERSION_2 = {
+    "data": {"pitch_parameter": None, "pitch_shift": 0.0},
+    "model": {"cond_every_layer": False},
+    "train": {"lr_schedule": "constant", "warmup": 0.05, "lr_final": 0.05, "grad_clip": 0.0},
+}
 CONFIG_NAME = "config.json"
 LAST_CHECKPOINT = Path("checkpoints") / "last_checkpoint.pt"
 # write_atomically's temporary files: ".<name>.<random>.tmp" beside the file being written.
@@ -88,6 +94,7 @@ def read_config(run_dir: str | Path) -> dict:
     if not isinstance(config, dict):
         raise ValueError(f"{path} holds a JSON {type(config).__name__}, not an object. {_BROKEN_CONFIG_ADVICE}")
     _check_version(config.get("format_version"), path)
+    config = _upgraded(config)
     config["data"] = config_section(config, "data", AudioDatasetConfig, path)
     config["model"] = config_section(config, "model", GRUAudioConfig, path)
     if not isinstance(config.get("train"), dict):
@@ -171,8 +178,20 @@ def _check_model_fits_data(data: AudioDatasetConfig, model: GRUAudioConfig, path
 
 
 def _check_version(version: Any, path: Path) -> None:
-    if version != FORMAT_VERSION:
-        raise ValueError(f"{path} has format version {version!r}; this RNNControl reads version {FORMAT_VERSION}")
+    if version not in (1, FORMAT_VERSION):
+        raise ValueError(f"{path} has format version {version!r}; this RNNControl reads versions 1 to "
+                         f"{FORMAT_VERSION}")
+
+
+def _upgraded(config: dict) -> dict:
+    """Return the settings of a version 1 file with those added since set as its run had them (others as given)."""
+    if config.get("format_version") != 1:
+        return config
+    upgraded = dict(config)
+    for section, added in _ADDED_IN_VERSION_2.items():
+        if isinstance(config.get(section), dict):
+            upgraded[section] = {**added, **config[section]}
+    return upgraded
 
 
 def save_checkpoint(path: Path, checkpoint: dict) -> None:
@@ -197,6 +216,9 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dic
     if not isinstance(checkpoint, dict):
         raise ValueError(f"{path} is not an RNNControl checkpoint (it holds a {type(checkpoint).__name__})")
     _check_version(checkpoint.get("format_version"), path)
+    if isinstance(checkpoint.get("model_config"), dict):
+        checkpoint["model_config"] = _upgraded({"format_version": checkpoint["format_version"],
+                                                "model": checkpoint["model_config"]})["model"]
     return checkpoint
 
 
