@@ -77,7 +77,8 @@ def encoded_audio(folder: Path, files: list[Path], values: np.ndarray, read: Cal
                 found = _open_valid(index_path, key, kinds)
     except OSError as error:
         warnings.warn(f"cannot write the encoded cache in {index_path.parent} ({error}); encoding {len(files)} "
-                      "files in memory this time. Make the data folder writable to cache them.", stacklevel=3)
+                      "files in memory this time. Make that folder writable (or free some space) to cache them.",
+                      stacklevel=4)
         return _encode_in_memory(files, read, numtokens, kinds)
     return found
 
