@@ -121,7 +121,7 @@ class MuLawAudioDataset(Dataset):
         if not folder.is_dir():
             raise FileNotFoundError(f"data folder {folder} does not exist. Build the default set with "
                                     "`python -m audioDataLoader.render_dataset` or point data_dir at your wavs.")
-        wavs = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".wav")
+        wavs = sorted((p for p in folder.iterdir() if p.suffix.lower() == ".wav"), key=lambda p: p.name)
         if not wavs:
             raise FileNotFoundError(f"no .wav files in {folder}")
         names = list(self.config.parameter_specs)

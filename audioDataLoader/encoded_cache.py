@@ -90,13 +90,12 @@ def _kinds(numtokens: int, keep_audio: bool) -> dict[str, np.dtype]:
 
 def _key(folder: Path, files: list[Path], values: np.ndarray, settings: dict, numtokens: int,
          keep_audio: bool) -> dict:
-    """Return everything the cached arrays depend on, as it reads back from JSON."""
+    """Return everything the cached arrays depend on, as it reads back from JSON (lists, not tuples)."""
     stats = [(path.name, path.stat()) for path in files]
-    key = {"format_version": FORMAT_VERSION, "folder": str(folder), "settings": settings, "numtokens": numtokens,
-           "keep_audio": keep_audio,
-           "files": [[name, stat.st_size, stat.st_mtime_ns] for name, stat in stats],
-           "values": np.asarray(values, dtype=np.float32).tolist()}
-    return json.loads(json.dumps(key))
+    return {"format_version": FORMAT_VERSION, "folder": str(folder), "settings": json.loads(json.dumps(settings)),
+            "numtokens": numtokens, "keep_audio": keep_audio,
+            "files": [[name, stat.st_size, stat.st_mtime_ns] for name, stat in stats],
+            "values": np.asarray(values, dtype=np.float32).tolist()}
 
 
 def _open_valid(index_path: Path, key: dict, kinds: dict[str, np.dtype]) -> EncodedAudio | None:
