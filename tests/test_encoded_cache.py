@@ -160,9 +160,10 @@ def test_a_truncated_data_file_is_rebuilt(data_dir, reads):
     assert len(reads) == 8 and np.array_equal(dataset.codes.numpy(), whole_corpus_codes(dataset.files))
 
 
-@pytest.mark.parametrize("encode", [True, False])
-def test_the_same_seed_draws_the_same_batches_with_and_without_the_cache(data_dir, encode):
-    settings = config(data_dir, add_noise=True, encode=encode)
+@pytest.mark.parametrize("overrides", [{}, {"encode": False}, {"pitch_parameter": "p", "pitch_shift": 1.0},
+                                       {"encode": False, "pitch_parameter": "p", "pitch_shift": 1.0}])
+def test_the_same_seed_draws_the_same_batches_with_and_without_the_cache(data_dir, overrides):
+    settings = config(data_dir, add_noise=True, **overrides)
     in_memory = MuLawAudioDataset(settings, cache=False)
     MuLawAudioDataset(settings)
     mapped = MuLawAudioDataset(settings)
@@ -183,3 +184,23 @@ def test_the_data_folder_itself_is_left_as_it_was(data_dir):
     before = sorted((p.name, p.stat().st_mtime_ns) for p in data_dir.iterdir())
     MuLawAudioDataset(config(data_dir))
     assert sorted((p.name, p.stat().st_mtime_ns) for p in data_dir.iterdir()) == before
+
+
+def test_processes_starting_together_encode_the_folder_once(data_dir):
+    script = textwrap.dedent(f"""
+        import sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        import audioDataLoader.audio_dataset as audio_dataset
+        read, calls = audio_dataset.read_mono, []
+        def slow_read(path, sample_rate):
+            calls.append(path)
+            time.sleep(0.5)  # the build outlasts the other process's start
+            return read(path, sample_rate)
+        audio_dataset.read_mono = slow_read
+        dataset = audio_dataset.MuLawAudioDataset(audio_dataset.AudioDatasetConfig(
+            data_dir={str(data_dir)!r}, parameter_specs={TINY_SPECS!r}, sequence_length=32))
+        print(len(calls), int(dataset.codes.sum()))
+    """)
+    ranks = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outputs = sorted(rank.communicate(timeout=120)[0].split() for rank in ranks)
+    assert [reads for reads, _ in outputs] == ["0", "8"] and outputs[0][1] == outputs[1][1]
