@@ -59,6 +59,8 @@ def _read_csv(path: Path, names: list[str]) -> dict[str, dict[str, float]]:
         table, lines = {}, {}
         for row in reader:
             line = reader.line_num
+            if not (row["file"] or "").strip():
+                raise ValueError(f"{path} line {line}: the file column is empty; name the row's wav file")
             key = label_key(row["file"].strip())
             if key in table:
                 raise ValueError(f"{path} line {line}: {key} already has a row (line {lines[key]}); keep one")

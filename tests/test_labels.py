@@ -91,6 +91,7 @@ def test_a_text_field_of_examples_json_is_refused_by_name(tmp_path):
     ("file,instID,p\ntake0.wav,1,64\n", r"no column \['a'\]"),
     ("file,instID,a,p\ntake0.wav,1,1,64\ntake0,2,1,64\n", "line 3: take0.wav already has a row .line 2."),
     ("file,instID,a,p\ntake0.wav,1,nan,64\n", "a = 'nan' is not a finite number"),
+    ("instID,a,p,file\n1,1,64\n", "line 2: the file column is empty"),
 ])
 def test_a_malformed_csv_gives_a_clear_error(plain_folder, tmp_path, text, message):
     with pytest.raises(ValueError, match=message):
