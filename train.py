@@ -9,6 +9,7 @@ import gc
 import itertools
 import json
 import os
+import shutil
 import signal
 import sys
 import threading
@@ -28,8 +29,8 @@ from tqdm.auto import tqdm
 from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset
 from model.gru_audio_model import RNN, GRUAudioConfig
 from utils.lr_schedule import SCHEDULES, learning_rate
-from utils.run_folder import (LAST_CHECKPOINT, load_checkpoint, read_config, save_checkpoint,
-                              write_atomically, write_config)
+from utils.run_folder import (CONFIG_NAME, LAST_CHECKPOINT, config_section, load_checkpoint, read_config,
+                              remove_stale_temporaries, save_checkpoint, write_atomically, write_config)
 
 
 @dataclass
@@ -53,6 +54,12 @@ class TrainConfig:
     resume: str | None = None  # a run folder to continue
 
     def __post_init__(self) -> None:
+        # Refused here, before any run folder is made: a zero would train nothing, or divide by zero at the end.
+        for name in ("num_epochs", "batches_per_epoch", "batch_size", "savemodel_interval"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)} (--{name} on the command line)")
+        if not self.lr > 0 or self.lr == float("inf"):
+            raise ValueError(f"lr must be a finite number above 0, got {self.lr} (--lr on the command line)")
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
 
@@ -164,6 +171,7 @@ def _starting_point(params: dict) -> _Start:
         return _Start(_new_run_dir(config.savemodeldir), data, model, config, None)
     run_dir = Path(params["resume"])
     saved = read_config(run_dir)
+    remove_stale_temporaries(run_dir)  # left by a kill during a checkpoint write
     changed = [key for key, name in DATA_KEYS.items()
                if key in params and key != "datadir" and getattr(data, name) != getattr(saved["data"], name)]
     changed += [key for key, name in MODEL_KEYS.items()
@@ -171,17 +179,31 @@ def _starting_point(params: dict) -> _Start:
     if changed:
         raise ValueError(f"{run_dir} was trained with other {sorted(set(changed))}; a resumed run keeps its data and "
                          "model settings, so leave these out (or set them as in its config.json), or start a new run")
-    config = replace(TrainConfig(**saved["train"]), **{k: v for k, v in params.items() if k in TRAIN_KEYS})
+    saved_train = config_section(saved, "train", TrainConfig, run_dir / CONFIG_NAME)
+    config = replace(saved_train, **{k: v for k, v in params.items() if k in TRAIN_KEYS})
     if "datadir" in params:
         saved["data"] = replace(saved["data"], data_dir=data.data_dir)
     return _Start(run_dir, saved["data"], saved["model"], config, load_checkpoint(run_dir / LAST_CHECKPOINT))
 
 
 def _new_run_dir(savemodeldir: str) -> Path:
-    """Return a folder named for the time, with a suffix where an earlier run took that name (created later)."""
+    """Create and return a folder named for the time, with a suffix where another run has taken that name.
+
+    Made exclusively at the moment its name is chosen, so two runs started in the same second never share one.
+    """
     stem = Path(savemodeldir) / time.strftime("%Y%m%d-%H%M%S")
-    names = (stem.with_name(f"{stem.name}-{suffix}") if suffix else stem for suffix in itertools.count())
-    return next(run_dir for run_dir in names if not run_dir.exists())
+    try:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in itertools.count():
+            run_dir = stem.with_name(f"{stem.name}-{suffix}") if suffix else stem
+            try:
+                run_dir.mkdir()
+                return run_dir
+            except FileExistsError:
+                continue
+    except OSError as error:
+        raise ValueError(f"cannot make a run folder in savemodeldir {savemodeldir!r} ({error.strerror}); "
+                         "give a writable folder with --savemodeldir") from None
 
 
 def _shared_starting_point(params: dict, rank: int, world_size: int) -> _Start:
@@ -324,6 +346,14 @@ class _Run:
             save_figure(self.dir / "loss_curve.png", plot_loss_curve(history))
 
 
+@dataclass(frozen=True)
+class TrainingOutcome:
+    """The run folder, and whether Ctrl-C stopped the run (saved) before its last epoch."""
+
+    run_dir: Path
+    interrupted: bool
+
+
 def train(params: dict, on_epoch_end: Callable[[int, float, RNN], None] | None = None) -> Path:
     """Train a model from a dict of the notebook's keys and return its run folder.
 
@@ -331,14 +361,37 @@ def train(params: dict, on_epoch_end: Callable[[int, float, RNN], None] | None =
     `on_epoch_end(epoch, loss, model)` is called on rank 0 after each epoch with the model in eval mode.
     Ctrl-C stops at the next batch and saves the last checkpoint, from which `resume` continues exactly.
     """
+    return train_run(params, on_epoch_end).run_dir
+
+
+def train_run(params: dict, on_epoch_end: Callable[[int, float, RNN], None] | None = None) -> TrainingOutcome:
+    """Return the run folder and whether Ctrl-C stopped it, after training as `train` does."""
     with _process_group() as (rank, world_size):
         return _train(params, on_epoch_end, rank, world_size)
 
 
 def _train(params: dict, on_epoch_end: Callable[[int, float, RNN], None] | None, rank: int,
-           world_size: int) -> Path:
-    """Return the run folder after training this rank (apart from train(), so DDP is freed before leaving the group)."""
+           world_size: int) -> TrainingOutcome:
+    """Train this rank, removing a new run's folder again if it stops (error, Ctrl-C) before its first checkpoint."""
     start = _shared_starting_point(params, rank, world_size)
+    try:
+        return _train_from(start, on_epoch_end, rank, world_size)
+    except BaseException:
+        if rank == 0:
+            _remove_unsaved_run(start)
+        raise
+
+
+def _remove_unsaved_run(start: _Start) -> None:
+    """Delete a new run's folder that holds no checkpoint, so that no half run is left to be mistaken for one."""
+    if start.checkpoint is None and not (start.run_dir / LAST_CHECKPOINT).exists():
+        shutil.rmtree(start.run_dir, ignore_errors=True)
+        print(f"removed {start.run_dir}: the run stopped before its first checkpoint", file=sys.stderr)
+
+
+def _train_from(start: _Start, on_epoch_end: Callable[[int, float, RNN], None] | None, rank: int,
+                world_size: int) -> TrainingOutcome:
+    """Return the outcome after training this rank (apart from train(), so DDP is freed before leaving the group)."""
     config = start.train
     device = _training_device(config, world_size)
     dataset = MuLawAudioDataset(start.data)
@@ -348,6 +401,7 @@ def _train(params: dict, on_epoch_end: Callable[[int, float, RNN], None] | None,
     history = start.history()
     # This rank's losses of the epoch in progress; those of a resumed epoch are already the mean over ranks.
     epoch_losses = [torch.tensor(loss, device=device) for loss in start.epoch_in_progress()]
+    interrupted = False
     try:
         with _StopRequest(world_size, announce=rank == 0) as stop:
             for epoch in range(len(history), config.num_epochs):
@@ -366,9 +420,10 @@ def _train(params: dict, on_epoch_end: Callable[[int, float, RNN], None] | None,
         partial = _mean_over_ranks(epoch_losses, world_size)
         run.save(model, optimizer, history, numbered=False, epoch_batch_losses=partial)
         run.interrupted(history, partial)
+        interrupted = True
     finally:
         run.close(history)
-    return start.run_dir
+    return TrainingOutcome(start.run_dir, interrupted)
 
 
 def _training_device(config: TrainConfig, world_size: int) -> torch.device:
@@ -475,10 +530,19 @@ def _parse_numbers(text: str, option: str, separator: str, form: str,
     return name, numbers
 
 
-if __name__ == "__main__":
+def main(argv: list[str] | None = None) -> int:
+    """Command line: train and print the run folder; return 130 when Ctrl-C stopped the run (after saving)."""
     try:
-        folder = train(_parse_args())
+        outcome = train_run(_parse_args(argv))
     except (ValueError, FileNotFoundError) as error:
         raise SystemExit(f"error: {error}") from None
+    except KeyboardInterrupt:
+        print("interrupted: stopped at once, without saving", file=sys.stderr)
+        return 130  # a shell's code for Ctrl-C, so `train.py && evaluate.py` stops here
     if int(os.environ.get("RANK", "0")) == 0:
-        print(f"run folder: {folder}")
+        print(f"run folder: {outcome.run_dir}")
+    return 130 if outcome.interrupted else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -45,6 +45,9 @@ class AudioDatasetConfig:
     labels: str | None = None
 
     def __post_init__(self) -> None:
+        if self.sequence_length < 1:
+            raise ValueError(f"sequence_length must be at least 1, got {self.sequence_length} (seqLen, --seqLen on "
+                             "the command line)")
         self.parameter_specs = {k: (float(lo), float(hi)) for k, (lo, hi) in self.parameter_specs.items()}
         for name, (lo, hi) in self.parameter_specs.items():
             if lo == hi:
@@ -62,14 +65,21 @@ class AudioDatasetConfig:
 
 
 def parse_filename_parameters(filename: str, names: list[str]) -> dict[str, float]:
-    """Return {name: value} for every `_NAME<float>` of `names` found in the file name's stem."""
+    """Return {name: value} for every `_NAME<float>` of `names` found in the file name's stem.
+
+    Raises ValueError naming the file when a parameter is written twice or its value is too large for a float.
+    """
     stem = Path(filename).stem
     found = {}
     for name in names:
         # The value must follow the name directly and end at "_" or the stem's end, so "a" never matches "_amp0.5".
-        match = re.search(rf"_{re.escape(name)}([-+]?\d+(?:\.\d*)?)(?=_|$)", stem)
-        if match:
-            found[name] = float(match.group(1))
+        values = re.findall(rf"_{re.escape(name)}([-+]?\d+(?:\.\d*)?)(?=_|$)", stem)
+        if len(values) > 1:
+            raise ValueError(f"{filename} gives {name} {len(values)} times ({', '.join(values)})")
+        if values:
+            found[name] = float(values[0])
+            if not math.isfinite(found[name]):
+                raise ValueError(f"{filename} gives {name} a value too large for a number")
     return found
 
 
@@ -96,6 +106,10 @@ def read_mono(path: Path, sample_rate: int) -> np.ndarray:
         raise ValueError(f"cannot read {path}: {error}. Remove the file or replace it with a valid wav.") from error
     if audio.size == 0:
         raise ValueError(f"{path} holds no audio samples. Remove it from the data folder.")
+    broken = ~np.isfinite(audio).all(axis=1)
+    if broken.any():  # mu-law would turn them into full-scale codes without a word
+        raise ValueError(f"{path} holds {broken.sum()} samples that are NaN or infinite (the first at sample "
+                         f"{broken.argmax()}). Repair the file or remove it from the data folder.")
     audio = audio.mean(axis=1)
     if file_rate != sample_rate:
         import soxr  # only needed for the uncommon case of mixed rates
@@ -104,14 +118,14 @@ def read_mono(path: Path, sample_rate: int) -> np.ndarray:
     return audio
 
 
+def _shown(items: list[str], separator: str = ", ") -> str:
+    """Return the first five items joined, and how many more there are."""
+    return separator.join(items[:5]) + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+
+
 def _close_to_any(value: float, values: list[float]) -> bool:
     """Return whether a value read from a file name equals one of `values` (names hold rounded decimals)."""
     return any(math.isclose(float(value), float(v), abs_tol=1e-6) for v in values)
-
-
-def _some(names: list[str]) -> str:
-    """Return up to five names joined, and how many more there are."""
-    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
 
 
 class MuLawAudioDataset(Dataset):
@@ -138,14 +152,23 @@ class MuLawAudioDataset(Dataset):
         if not wavs:
             raise FileNotFoundError(f"no .wav files in {folder}")
         names = list(self.config.parameter_specs)
-        complete, missing = [], []
-        for path, found in zip(wavs, self._parameter_values(wavs, names, folder)):
+        table = self._labels_table(wavs, names, folder)
+        complete, missing, unclear = [], [], []
+        for path in wavs:
+            try:
+                found = parse_filename_parameters(path.name, names) if table is None else table.get(path.name, {})
+            except ValueError as error:
+                unclear.append(str(error))
+                continue
             (complete if len(found) == len(names) else missing).append((path, found))
         where = (f"in {self.config.labels} (no row, or an empty cell)" if self.config.labels
                  else "in their names as _NAME<value>")
         if missing:
             warnings.warn(f"skipped {len(missing)} of {len(wavs)} files in {folder} that lack one of the "
-                          f"parameters {names} {where}: {_some([path.name for path, _ in missing])}", stacklevel=3)
+                          f"parameters {names} {where}: {_shown([path.name for path, _ in missing])}", stacklevel=3)
+        if unclear:
+            warnings.warn(f"skipped {len(unclear)} of {len(wavs)} files in {folder} whose names are ambiguous: "
+                          f"{_shown(unclear, '; ')}. Rename them with each parameter once.", stacklevel=3)
         self._check_exclusions_match([found for _, found in complete], folder)
         kept = [(path, found) for path, found in complete if not self._is_excluded(found)]
         if not kept:
@@ -153,19 +176,31 @@ class MuLawAudioDataset(Dataset):
                              + (f" outside the excluded values {self.config.exclude}" if complete else "")
                              + ". Check parameter_specs against "
                              + (f"the columns of {self.config.labels}." if self.config.labels else "the file names."))
-        values = np.array([[found[n] for n in names] for _, found in kept], dtype=np.float32)
-        return [path for path, _ in kept], values.reshape(len(kept), len(names))
+        values = np.array([[found[n] for n in names] for _, found in kept], dtype=np.float64)
+        self._warn_out_of_range(kept)
+        return [path for path, _ in kept], values.reshape(len(kept), len(names)).astype(np.float32)
 
-    def _parameter_values(self, wavs: list[Path], names: list[str], folder: Path) -> list[dict[str, float]]:
-        """Return each file's {name: value}, from the labels table when there is one, else from the file's name."""
+    def _warn_out_of_range(self, kept: list[tuple[Path, dict[str, float]]]) -> None:
+        """Warn once about values beyond their parameter's range: they train mapped outside [0, 1], maybe by intent."""
+        outside = [f"{path.name} ({name}={found[name]:g}, range {lo:g} to {hi:g})"
+                   for path, found in kept for name, (lo, hi) in self.config.parameter_specs.items()
+                   if not min(lo, hi) <= found[name] <= max(lo, hi)]
+        if outside:
+            warnings.warn(f"{len(outside)} parameter values lie outside the ranges of parameter_specs and map "
+                          f"beyond [0, 1]: {_shown(outside, '; ')}. Widen the ranges if that is not meant.",
+                          stacklevel=4)
+
+    def _labels_table(self, wavs: list[Path], names: list[str],
+                      folder: Path) -> dict[str, dict[str, float]] | None:
+        """Return the labels table's {file name: {name: value}}, or None where the values come from the file names."""
         if not self.config.labels:
-            return [parse_filename_parameters(path.name, names) for path in wavs]
+            return None
         table = read_labels(self.config.labels, names)
         unmatched = sorted(set(table) - {path.name for path in wavs})
         if unmatched:
             warnings.warn(f"{len(unmatched)} of {len(table)} rows of {self.config.labels} name files that are not "
-                          f"in {folder}: {_some(unmatched)}", stacklevel=4)
-        return [table.get(path.name, {}) for path in wavs]
+                          f"in {folder}: {_shown(unmatched)}", stacklevel=4)
+        return table
 
     def _is_excluded(self, found: dict[str, float]) -> bool:
         return any(_close_to_any(found[name], values) for name, values in self.config.exclude.items())

@@ -20,8 +20,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import secrets
 import shutil
-import tempfile
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -282,7 +282,8 @@ def build_dataset(config: RenderConfig | None = None,
         source, soundfont = "additive", None
 
     output.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{output.name}.partial-", dir=output.parent))
+    partial = output.with_name(f".{output.name}.partial-{secrets.token_hex(4)}")
+    partial.mkdir()  # with the umask's mode, which the finished set keeps (tempfile.mkdtemp's would be 0700)
     try:
         for (inst_id, program, pitch), audio in rendered:
             try:

@@ -6,6 +6,7 @@ splitmix64 random stream, so a voice's audio depends on its seed and conditionin
 from __future__ import annotations
 
 import math
+import time
 from typing import NamedTuple
 
 import numba
@@ -245,8 +246,24 @@ def sample_numba(weights: GRUWeights, cond: np.ndarray, previous: np.ndarray, hi
     count = numtokens if top_n is None or top_n <= 0 or top_n >= numtokens else top_n
     codes = np.empty(cond.shape[:2], dtype=np.int64)
     _sample_voices(weights, np.ascontiguousarray(cond, dtype=np.float32), previous, hidden,
-                   np.ascontiguousarray(input_values, dtype=np.float32), count, 1.0 / temperature, states, codes)
+                   np.ascontiguousarray(input_values, dtype=np.float32), int(count), float(1.0 / temperature),
+                   states, codes)
     return codes, hidden
+
+
+def compile_sampler(weights: GRUWeights) -> tuple[float, bool]:
+    """Make the sampler ready for weights of this layout; return (seconds taken, whether it had to compile).
+
+    No compile when this process already has the code or numba's on-disk cache had it (then the seconds are those
+    of loading it). numba's dispatcher counts a cache miss exactly when it compiles, so nothing is guessed from time.
+    """
+    misses = sum(_sample_voices.stats.cache_misses.values())
+    start = time.perf_counter()
+    layers, size = weights.w_hh_t.shape[:2]
+    parameters, numtokens = weights.in_w_t.shape[0] - 1, weights.out_b.shape[0]
+    sample_numba(weights, np.zeros((1, 0, parameters), np.float32), np.zeros(1, np.int64),
+                 np.zeros((1, layers, size), np.float32), np.zeros(numtokens, np.float32), 1, 1.0, seed_states(0, 1))
+    return time.perf_counter() - start, sum(_sample_voices.stats.cache_misses.values()) > misses
 
 
 class NumbaVoices:
@@ -259,6 +276,7 @@ class NumbaVoices:
         self.hidden = np.ascontiguousarray(hidden.detach().transpose(0, 1).cpu().numpy(), dtype=np.float32)
         self.input_values = input_values.cpu().numpy().astype(np.float32)
         self.states = seed_states(seed, len(self.previous))
+        self.ready_seconds, self.compiled = compile_sampler(self.weights)
 
     def sample(self, cond: torch.Tensor, top_n: int | None, temperature: float) -> np.ndarray:
         """Return the next mu-law indices (B, T) for cond (B, T, P), carrying the voices' state on."""

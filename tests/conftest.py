@@ -36,3 +36,22 @@ def tiny_data_dir(tmp_path_factory) -> Path:
                 write_tone(folder / f"nsynth_instID{inst:05.2f}_p{midi:05.2f}_a{amp:05.2f}.wav", midi, amp,
                            bright=inst == 2)
     return folder
+
+
+def make_run(folder: Path, specs: dict = TINY_SPECS) -> Path:
+    """Write a run folder as train.py does (config.json and a last checkpoint) for a small untrained model."""
+    import torch
+    from dataclasses import asdict
+
+    from audioDataLoader.audio_dataset import AudioDatasetConfig
+    from model.gru_audio_model import RNN, GRUAudioConfig
+    from train import TrainConfig
+    from utils.run_folder import LAST_CHECKPOINT, save_checkpoint, write_config
+
+    data = AudioDatasetConfig(data_dir=str(folder), parameter_specs=specs)
+    model = GRUAudioConfig(cond_size=len(specs), hidden_size=8, num_layers=1)
+    write_config(folder, data, model, TrainConfig())
+    torch.manual_seed(0)
+    save_checkpoint(folder / LAST_CHECKPOINT, {"model": RNN(model).state_dict(), "model_config": asdict(model),
+                                               "epoch": 1, "loss_history": [5.0], "epoch_batch_losses": []})
+    return folder

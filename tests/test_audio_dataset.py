@@ -1,9 +1,12 @@
+import math
 import warnings
 
 import numpy as np
 import pytest
 import soundfile as sf
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from audioDataLoader.audio_dataset import (AudioDatasetConfig, MuLawAudioDataset, normalize_parameters,
                                            parse_filename_parameters)
@@ -28,6 +31,33 @@ def test_a_name_that_prefixes_another_is_not_confused():
 
 def test_missing_parameter_is_absent():
     assert parse_filename_parameters("nsynth_p64.00.wav", ["p", "a"]) == {"p": 64.0}
+
+
+def test_a_parameter_written_twice_is_refused_naming_the_file():
+    with pytest.raises(ValueError, match=r"x_p64_p76.wav gives p 2 times \(64, 76\)"):
+        parse_filename_parameters("x_p64_p76.wav", ["p"])
+
+
+NAMES = st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ", min_size=1, max_size=6)
+
+
+@settings(deadline=None)
+@given(st.text(max_size=40), st.lists(NAMES, min_size=1, max_size=4, unique=True))
+def test_any_file_name_parses_to_finite_values_of_the_names_or_is_refused_naming_it(filename, names):
+    try:
+        found = parse_filename_parameters(filename, names)
+    except ValueError as error:
+        assert filename in str(error)
+        return
+    assert set(found) <= set(names) and all(math.isfinite(v) for v in found.values())
+
+
+@settings(deadline=None)
+@given(st.dictionaries(NAMES, st.floats(-1e6, 1e6).map(lambda v: round(v, 3)), min_size=1, max_size=4),
+       st.sampled_from(["nsynth", "tone", ""]))
+def test_names_written_once_parse_to_exactly_their_values(values, prefix):
+    filename = prefix + "".join(f"_{name}{value:.3f}" for name, value in values.items()) + ".wav"
+    assert parse_filename_parameters(filename, list(values)) == pytest.approx(values, abs=1e-3)
 
 
 def test_values_map_linearly_from_their_range():
@@ -120,6 +150,41 @@ def test_files_lacking_a_parameter_are_skipped_with_one_warning(tiny_data_dir, t
     messages = [str(w.message) for w in caught]
     assert len(messages) == 1 and "skipped 2 of 10" in messages[0]
     assert "stray_p70.00.wav" in messages[0] and "other_instID1_p70.00.wav" in messages[0]
+
+
+def test_files_giving_a_parameter_twice_are_skipped_with_a_warning_naming_them(tiny_data_dir, tmp_path):
+    for path in tiny_data_dir.iterdir():
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    write_tone(tmp_path / "x_instID1_a0.5_p64_p76.wav", 70, 0.5, bright=False)
+    with pytest.warns(UserWarning, match=r"skipped 1 of 9 .* ambiguous: x_instID1_a0.5_p64_p76.wav gives p 2 times"):
+        dataset = _dataset(tmp_path)
+    assert len(dataset.files) == 8
+
+
+def test_values_outside_the_declared_range_are_trained_with_one_warning_naming_them(tiny_data_dir, tmp_path):
+    for path in tiny_data_dir.iterdir():
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    write_tone(tmp_path / "x_instID1_a0.5_p90.wav", 90, 0.5, bright=False)
+    write_tone(tmp_path / "x_instID3_a0.5_p64.wav", 64, 0.5, bright=False)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        dataset = _dataset(tmp_path)
+    assert len(dataset.files) == 10 and len(caught) == 1
+    message = str(caught[0].message)
+    assert "x_instID1_a0.5_p90.wav (p=90, range 64 to 76)" in message
+    assert "x_instID3_a0.5_p64.wav (instID=3, range 1 to 2)" in message
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_a_wav_holding_nan_or_infinity_is_refused_by_name(tiny_data_dir, tmp_path, bad):
+    for path in tiny_data_dir.iterdir():
+        (tmp_path / path.name).write_bytes(path.read_bytes())
+    samples = np.zeros(4000, np.float32)
+    samples[1234] = bad
+    sf.write(tmp_path / "broken_instID1_a0.5_p64.wav", samples, 16000, subtype="FLOAT")
+    with pytest.raises(ValueError, match=r"broken_instID1_a0.5_p64.wav holds 1 samples that are NaN or infinite "
+                                         r"\(the first at sample 1234\)"):
+        _dataset(tmp_path)
 
 
 def test_excluded_values_leave_exactly_those_files_out(tiny_data_dir):

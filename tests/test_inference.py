@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from inference import parameter_trajectory, run_inference
+from inference import SynthStream, check_finite, parameter_trajectory, run_inference
 from model.gru_audio_model import RNN, GRUAudioConfig
 
 
@@ -49,3 +49,55 @@ def test_parameters_in_their_own_units_hold_or_ramp():
 def test_a_missing_parameter_is_named():
     with pytest.raises(ValueError, match="missing \\['p'\\]"):
         parameter_trajectory({"instID": (1, 2), "p": (64, 76)}, {"instID": (2, 2)}, 5)
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_non_finite_conditioning_is_refused_with_its_position(model, backend, bad):
+    cond = np.full((50, 3), 0.5, np.float32)
+    cond[20, 1] = bad
+    with pytest.raises(ValueError, match=r"conditioning holds 1 NaN or infinite values \(the first at index \(20, 1\)\)"):
+        run_inference(model, cond, backend=backend)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        run_inference(model, torch.as_tensor(cond), backend=backend)
+
+
+def test_a_non_finite_warm_up_is_refused(model):
+    with pytest.raises(ValueError, match="warmup_sequence holds 1 NaN"):
+        run_inference(model, np.zeros((10, 3), np.float32), np.array([0.0, np.nan, 0.1]))
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"temperature": 0.0}, "temperature"), ({"temperature": -1.0}, "temperature"),
+    ({"temperature": float("nan")}, "temperature"), ({"temperature": float("inf")}, "temperature"),
+    ({"top_n": -1}, "top_n"), ({"top_n": 2.5}, "top_n"),
+])
+def test_sampling_settings_that_would_give_garbage_are_refused(model, settings, message):
+    with pytest.raises(ValueError, match=message):
+        run_inference(model, np.zeros((10, 3), np.float32), **settings)
+
+
+def test_a_live_stream_refuses_a_non_finite_block_and_plays_on(model):
+    stream = SynthStream(model, top_n=3, seed=0)
+    first = stream.hold([0.5, 0.5, 0.5], 100)
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        stream.hold([0.5, float("nan"), 0.5], 100)
+    assert check_finite([0.0, 1.0]) is None
+    assert len(first) == len(stream.hold([0.5, 0.5, 0.5], 100)) == 100
+
+
+@pytest.mark.parametrize("backend", ["torch", "numba"])
+def test_conditioning_that_requires_grad_plays_like_plain_conditioning(model, backend):
+    cond = torch.rand(100, 3, generator=torch.Generator().manual_seed(0))
+    plain = run_inference(model, cond, top_n=3, seed=4, backend=backend)
+    tracked = run_inference(model, cond.clone().requires_grad_(), torch.zeros(5, requires_grad=True), top_n=3,
+                            seed=4, backend=backend)
+    warmed = run_inference(model, cond, torch.zeros(5), top_n=3, seed=4, backend=backend)
+    assert plain.shape == tracked.shape and np.array_equal(tracked, warmed)
+
+
+def test_a_process_that_has_the_compiled_sampler_reports_no_compile(model):
+    SynthStream(model, seed=0, backend="numba").render(np.zeros((10, 3), np.float32))
+    stream = SynthStream(model, seed=0, backend="numba")
+    stream.render(np.zeros((10, 3), np.float32))
+    assert stream.compile_seconds is None and stream.rate.samples == 10

@@ -1,5 +1,7 @@
 import json
+import os
 import re
+import stat
 import warnings
 from pathlib import Path
 
@@ -289,3 +291,13 @@ def test_command_line_help_exits_cleanly(capsys):
     with pytest.raises(SystemExit) as exit_info:
         main(["--help"])
     assert exit_info.value.code == 0 and "--soundfont" in capsys.readouterr().out
+
+
+def test_the_built_folder_gets_the_mode_an_ordinary_folder_gets(tmp_path):
+    previous = os.umask(0o022)
+    try:
+        result = build_dataset(RenderConfig(output_dir=str(tmp_path / "set"), fallback=True, **SMALL))
+        (tmp_path / "plain").mkdir()
+    finally:
+        os.umask(previous)
+    assert stat.S_IMODE(result.folder.stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode) == 0o755

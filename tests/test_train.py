@@ -9,7 +9,8 @@ import torch
 
 from inference import load_model
 from model.gru_audio_model import RNN
-from train import PRESETS, configs_from_params, train, train_step
+from train import (PRESETS, TrainingOutcome, _new_run_dir, configs_from_params, main, train, train_run,
+                   train_step)
 from utils.run_folder import LAST_CHECKPOINT, load_checkpoint, read_config
 from tests.conftest import TINY_SPECS
 
@@ -165,9 +166,85 @@ class Payload:
         return (print, ("this must never run",))
 
 
-def test_checkpoint_carrying_a_pickled_object_is_refused(tmp_path, capsys):
+def test_checkpoint_carrying_a_pickled_object_is_refused_without_advice_to_load_it_unsafely(tmp_path, capsys):
     path = tmp_path / "evil.pt"
     torch.save({"format_version": 1, "model": {}, "extra": Payload()}, path)
-    with pytest.raises(ValueError, match="could run code"):
+    with pytest.raises(ValueError, match=r"\(print\), so it was not loaded: loading it could run code") as error:
         load_checkpoint(path)
+    assert "weights_only" not in str(error.value) and "safe_globals" not in str(error.value)
     assert "this must never run" not in capsys.readouterr().out
+
+
+def test_two_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
+    monkeypatch.setattr("time.strftime", lambda form: "20261125-120000")
+    first, second = _new_run_dir(str(tmp_path)), _new_run_dir(str(tmp_path))
+    assert first.is_dir() and second.is_dir() and first != second
+    assert second.name == "20261125-120000-1"
+
+
+def test_a_savemodeldir_that_is_a_file_is_refused_by_name(tmp_path):
+    (tmp_path / "taken").write_text("")
+    with pytest.raises(ValueError, match="savemodeldir .*taken"):
+        _new_run_dir(str(tmp_path / "taken"))
+
+
+@pytest.mark.parametrize("option", ["--batch_size", "--batches_per_epoch", "--savemodel_interval", "--seqLen",
+                                    "--num_epochs"])
+def test_zero_counts_are_refused_before_any_run_folder_is_made(tiny_data_dir, tmp_path, option):
+    with pytest.raises(SystemExit, match=f"error: .* must be at least 1, got 0 .*{option}"):
+        main(["--datadir", str(tiny_data_dir), "--savemodeldir", str(tmp_path / "output"), option, "0"])
+    assert not (tmp_path / "output").exists()
+
+
+def interrupt_after(target: str, monkeypatch) -> None:
+    """Make Ctrl-C land just after `target` (a callable, by its import path) returns."""
+    module, name = target.rsplit(".", 1)
+    original = getattr(__import__(module, fromlist=[name]), name)
+
+    def then_ctrl_c(*args, **kwargs):
+        original(*args, **kwargs)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(target, then_ctrl_c)
+
+
+@pytest.mark.parametrize("target", ["train.write_config", "torch.utils.tensorboard.SummaryWriter"])
+def test_ctrl_c_while_starting_leaves_no_half_run_and_no_traceback(params, monkeypatch, capsys, target):
+    interrupt_after(target, monkeypatch)
+    argv = [f"--{key}={value}" for key, value in params.items() if key not in ("props", "seed")]
+    assert main(argv) == 130
+    assert "interrupted: stopped at once" in capsys.readouterr().err
+    assert list(Path(params["savemodeldir"]).iterdir()) == []
+
+
+def test_a_run_that_fails_before_its_first_checkpoint_leaves_no_folder(params, tmp_path):
+    with pytest.raises(FileNotFoundError):
+        train({**params, "datadir": str(tmp_path / "nowhere")})
+    assert list(Path(params["savemodeldir"]).iterdir()) == []
+
+
+def test_an_interrupted_run_exits_130_after_saving(params, monkeypatch, capsys):
+    monkeypatch.setattr("train.train_step", lambda *args, **kwargs: press_ctrl_c() or train_step(*args, **kwargs))
+    argv = [f"--{key}={value}" for key, value in params.items() if key not in ("props", "seed")]
+    assert main(argv) == 130
+    run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1].removeprefix("run folder: "))
+    assert load_checkpoint(run_dir / LAST_CHECKPOINT)["epoch_batch_losses"] != []
+    monkeypatch.undo()
+    assert train_run({"resume": str(run_dir)}) == TrainingOutcome(run_dir, interrupted=False)
+
+
+def test_resume_removes_the_temporaries_of_a_killed_checkpoint_write(params):
+    run_dir = train({**params, "num_epochs": 1})
+    stale = run_dir / "checkpoints" / ".last_checkpoint.pt.0badf00d.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    train({"resume": str(run_dir), "num_epochs": 2})
+    assert not stale.exists() and load_checkpoint(run_dir / LAST_CHECKPOINT)["epoch"] == 2
+
+
+def test_resume_refuses_a_config_missing_a_training_setting(params):
+    run_dir = train({**params, "num_epochs": 1})
+    config = json.loads((run_dir / "config.json").read_text())
+    del config["train"]["lr"]
+    (run_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=r"section 'train' lacks \['lr'\]"):
+        train({"resume": str(run_dir), "num_epochs": 2})

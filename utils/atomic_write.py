@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -11,7 +11,7 @@ def write_atomically(path: str | Path, write: Callable[[BinaryIO], object]) -> N
     """Call write(file_object) on a temporary file beside `path`, then rename it over `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    fd, tmp = _new_temporary(path)
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
@@ -21,3 +21,17 @@ def write_atomically(path: str | Path, write: Callable[[BinaryIO], object]) -> N
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _new_temporary(path: Path) -> tuple[int, Path]:
+    """Return (descriptor, path) of a new file beside `path`, with the mode an ordinary open() would give it.
+
+    tempfile.mkstemp makes 0600 files, which a rename then carries into a shared run folder; the kernel applies
+    the umask to 0666 here, as it does for open().
+    """
+    while True:
+        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
+        except FileExistsError:
+            continue

@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import json
+import math
 import pickle
-from dataclasses import asdict
+import re
+import types
+import typing
+from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
 
@@ -16,6 +20,18 @@ from utils.atomic_write import write_atomically
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
 LAST_CHECKPOINT = Path("checkpoints") / "last_checkpoint.pt"
+# write_atomically's temporary files: ".<name>.<random>.tmp" beside the file being written.
+TEMPORARY_GLOB = ".*.*.tmp"
+Config = TypeVar("Config")
+
+
+def remove_stale_temporaries(run_dir: str | Path) -> list[Path]:
+    """Delete the temporary files that writes killed part way left in a run folder; return them."""
+    run_dir = Path(run_dir)
+    stale = [*run_dir.glob(TEMPORARY_GLOB), *(run_dir / LAST_CHECKPOINT.parent).glob(TEMPORARY_GLOB)]
+    for path in stale:
+        path.unlink()
+    return stale
 
 
 def write_config(run_dir: Path, data: AudioDatasetConfig, model: GRUAudioConfig, train: Any) -> None:
@@ -26,18 +42,101 @@ def write_config(run_dir: Path, data: AudioDatasetConfig, model: GRUAudioConfig,
 
 
 def read_config(run_dir: str | Path) -> dict:
-    """Return config.json of a run folder with "data" and "model" as AudioDatasetConfig and GRUAudioConfig."""
+    """Return config.json of a run folder with "data" and "model" as AudioDatasetConfig and GRUAudioConfig.
+
+    Every setting must be there with the right type: a run is never played with a default in place of its own
+    setting. Anything else is a ValueError that names the file and the setting.
+    """
     path = Path(run_dir) / CONFIG_NAME
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {run_dir} is not a run folder written by train.py")
     try:
         config = json.loads(path.read_text())
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path} is not valid JSON ({error}); restore it from the run's checkpoint") from error
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not valid JSON ({error}). {_BROKEN_CONFIG_ADVICE}") from error
+    if not isinstance(config, dict):
+        raise ValueError(f"{path} holds a JSON {type(config).__name__}, not an object. {_BROKEN_CONFIG_ADVICE}")
     _check_version(config.get("format_version"), path)
-    config["data"] = AudioDatasetConfig(**config["data"])
-    config["model"] = GRUAudioConfig(**config["model"])
+    config["data"] = config_section(config, "data", AudioDatasetConfig, path)
+    config["model"] = config_section(config, "model", GRUAudioConfig, path)
+    if not isinstance(config.get("train"), dict):
+        raise ValueError(f"{path} lacks its \"train\" section (an object). {_BROKEN_CONFIG_ADVICE}")
+    _check_model_fits_data(config["data"], config["model"], path)
     return config
+
+
+# Checkpoints hold the model's settings (model_config) but not the data's, so they cannot rebuild config.json.
+_BROKEN_CONFIG_ADVICE = ("Fix it by hand or put back a copy: the data settings (parameter_specs, sample_rate, "
+                         "encode, ...) live only in config.json, and each checkpoint's model_config holds the "
+                         "model settings")
+
+
+def config_section(config: dict, name: str, kind: type[Config], path: Path) -> Config:
+    """Return config[name] as the dataclass `kind`, refusing missing, unknown or mistyped settings by name."""
+    values = config.get(name)
+    if not isinstance(values, dict):
+        raise ValueError(f"{path} lacks its {name!r} section (an object with the {name} settings). "
+                         f"{_BROKEN_CONFIG_ADVICE}")
+    hints = typing.get_type_hints(kind)
+    names = [f.name for f in fields(kind)]
+    missing, unknown = [n for n in names if n not in values], [n for n in values if n not in names]
+    if missing or unknown:
+        raise ValueError(f"{path}: section {name!r} lacks {missing} and has unknown {unknown}; it must hold "
+                         f"exactly {names}. {_BROKEN_CONFIG_ADVICE}")
+    for key, value in values.items():
+        if not _matches(value, hints[key]):
+            raise ValueError(f"{path}: {name}.{key} = {value!r} is not a {_type_name(hints[key])}")
+    try:
+        return kind(**values)
+    except ValueError as error:
+        raise ValueError(f"{path}: {error}") from error
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Return whether a value read from JSON has the type `hint` (a tuple may come as a JSON list)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:  # JSON's NaN and Infinity are no setting
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    if hint is type(None) or hint is str:
+        return isinstance(value, hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, arg) for arg in args)
+    if origin is dict:
+        return isinstance(value, dict) and all(_matches(k, args[0]) and _matches(v, args[1]) for k, v in value.items())
+    if origin is list:
+        return isinstance(value, list) and all(_matches(v, args[0]) for v in value)
+    if origin is tuple:
+        return isinstance(value, (list, tuple)) and len(value) == len(args) and all(map(_matches, value, args))
+    raise TypeError(f"config type {hint} has no JSON check")
+
+
+def _type_name(hint: Any) -> str:
+    return {int: "whole number", float: "finite number", bool: "true or false", str: "string"}.get(
+        hint, str(hint).replace("NoneType", "null"))
+
+
+# The smallest value of each whole-number setting that is not 1: a model may have no parameters, and a class
+# index maps to index / (numtokens - 1).
+_LEAST = {"cond_size": 0, "numtokens": 2}
+
+
+def _check_model_fits_data(data: AudioDatasetConfig, model: GRUAudioConfig, path: Path) -> None:
+    """Refuse sizes no network has, and a model that does not take the data's parameters and classes."""
+    for section, config in (("data", data), ("model", model)):
+        for key, value in asdict(config).items():
+            least = _LEAST.get(key, 1)
+            if type(value) is int and value < least:
+                raise ValueError(f"{path}: {section}.{key} = {value} must be at least {least}")
+    if model.cond_size != len(data.parameter_specs) or model.numtokens != data.numtokens:
+        raise ValueError(f"{path}: model.cond_size = {model.cond_size} and model.numtokens = {model.numtokens} "
+                         f"must equal the number of data.parameter_specs ({len(data.parameter_specs)}) and "
+                         f"data.numtokens ({data.numtokens}). {_BROKEN_CONFIG_ADVICE}")
+    if not 0 <= model.dropout < 1:
+        raise ValueError(f"{path}: model.dropout = {model.dropout} must be in [0, 1)")
 
 
 def _check_version(version: Any, path: Path) -> None:
@@ -59,15 +158,21 @@ def load_checkpoint(path: str | Path, device: torch.device | str = "cpu") -> dic
     try:
         checkpoint = torch.load(path, map_location=device, weights_only=True)
     except pickle.UnpicklingError as error:
-        raise ValueError(f"{path} holds something other than tensors and plain data, so it was not loaded "
-                         f"(loading it could run code). Use a checkpoint written by train.py. ({error})") from error
+        raise ValueError(f"{path} holds something other than tensors and plain data{_refused_global(error)}, so "
+                         "it was not loaded: loading it could run code. Use a checkpoint written by train.py.") from None
     except Exception as error:
-        raise ValueError(f"{path} is not a readable checkpoint ({type(error).__name__}: {error}); "
-                         "it may be truncated or corrupted. Use another checkpoint from the run folder.") from error
+        raise ValueError(f"{path} is not a readable checkpoint ({type(error).__name__}); it may be truncated or "
+                         "corrupted. Use another checkpoint from the run folder.") from None
     if not isinstance(checkpoint, dict):
         raise ValueError(f"{path} is not an RNNControl checkpoint (it holds a {type(checkpoint).__name__})")
     _check_version(checkpoint.get("format_version"), path)
     return checkpoint
+
+
+def _refused_global(error: Exception) -> str:
+    """Return what PyTorch refused to load, as " (print)", without its advice to load the file unsafely."""
+    match = re.search(r"Unsupported global: GLOBAL ([\w.]+)", str(error))
+    return f" ({match.group(1)})" if match else ""
 
 
 def newest_run(output_dir: str | Path = "output") -> Path:
@@ -85,7 +190,26 @@ def load_model(run_directory: str | Path, device: torch.device | str | None = No
     config = read_config(run_directory)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    state = load_checkpoint(checkpoint or run_directory / LAST_CHECKPOINT, device)
+    checkpoint = Path(checkpoint or run_directory / LAST_CHECKPOINT)
+    state = load_checkpoint(checkpoint, device)
+    _check_checkpoint_fits(state, config["model"], checkpoint, run_directory / CONFIG_NAME)
     model = RNN(config["model"]).to(device)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except Exception as error:
+        raise ValueError(f"{checkpoint} does not fit the model that {run_directory / CONFIG_NAME} describes "
+                         f"({model.num_parameters():,} parameters; {type(error).__name__}). Use the checkpoints "
+                         "and config.json of one run together.") from None
     return model.eval(), config
+
+
+def _check_checkpoint_fits(state: dict, model: GRUAudioConfig, checkpoint: Path, config_path: Path) -> None:
+    """Refuse a checkpoint whose model settings differ from config.json's, naming them (before building it)."""
+    saved = state.get("model_config")
+    if not isinstance(saved, dict) or not isinstance(state.get("model"), dict):
+        raise ValueError(f"{checkpoint} lacks the model or its settings: it was not written by train.py")
+    differ = {key: (saved.get(key), value) for key, value in asdict(model).items() if saved.get(key) != value}
+    if differ:
+        shown = ", ".join(f"{key} {a!r} there, {b!r} in config.json" for key, (a, b) in differ.items())
+        raise ValueError(f"{checkpoint} was trained with other model settings than {config_path} gives ({shown}). "
+                         "Use the checkpoints and config.json of one run together.")
