@@ -68,7 +68,7 @@ class TrainConfig:
 DATA_KEYS = {"datadir": "data_dir", "props": "parameter_specs", "seqLen": "sequence_length",
              "noise": "noise_weight", "add_noise": "add_noise", "encode": "encode", "numtokens": "numtokens",
              "sample_rate": "sample_rate", "exclude": "exclude", "pitch_parameter": "pitch_parameter",
-             "pitch_shift": "pitch_shift"}
+             "pitch_shift": "pitch_shift", "labels": "labels"}
 MODEL_KEYS = {"hiddenSize": "hidden_size", "nLayers": "num_layers", "dropout": "dropout", "numtokens": "numtokens",
               "cond_every_layer": "cond_every_layer"}
 TRAIN_KEYS = {f.name: f.name for f in fields(TrainConfig)}
@@ -165,7 +165,8 @@ def _starting_point(params: dict) -> _Start:
     keys may be given (a notebook passes them all) but must equal the run's.
     """
     data, model, config = configs_from_params({k: v for k, v in params.items() if k != "resume"})
-    data = replace(data, data_dir=str(Path(data.data_dir).resolve()))
+    data = replace(data, data_dir=str(Path(data.data_dir).resolve()),
+                   labels=data.labels and str(Path(data.labels).resolve()))
     if not params.get("resume"):
         return _Start(_new_run_dir(config.savemodeldir), data, model, config, None)
     run_dir = Path(params["resume"])
@@ -487,6 +488,9 @@ def _parse_args(argv: list[str] | None = None) -> dict:
     parser.add_argument("--param", action="append", metavar="NAME=MIN:MAX", dest="props",
                         help="a conditioning parameter read from file names and its range; repeat for each "
                              "(default instID=1:2 a=0:1 p=64:76)")
+    parser.add_argument("--labels", metavar="TABLE.csv|.json",
+                        help="read each file's parameter values from this table (CSV file,NAME1,...; or NSynth's "
+                             "examples.json) instead of its name")
     parser.add_argument("--exclude", action="append", metavar="NAME=V1,V2",
                         help="hold out files with these parameter values, e.g. p=67,71")
     for key, kind in [("num_epochs", int), ("batches_per_epoch", int), ("batch_size", int), ("seqLen", int),

@@ -13,6 +13,8 @@ import torch
 from torch.utils.data import Dataset
 
 from audioDataLoader import pitch_shift
+from audioDataLoader.encoded_cache import encoded_audio
+from audioDataLoader.labels import read_labels
 from audioDataLoader.mulaw import mu_law_decode, mu_law_encode
 
 
@@ -38,6 +40,9 @@ class AudioDatasetConfig:
     # Pitch-shift augmentation: each window is resampled by a random shift of up to this many semitones either
     # way and its pitch_parameter moves with it. 0: off.
     pitch_shift: float = 0.0
+    # A table of each file's parameter values (CSV `file,NAME1,...`, or JSON like NSynth's examples.json);
+    # None: the values are read from the file names.
+    labels: str | None = None
 
     def __post_init__(self) -> None:
         if self.sequence_length < 1:
@@ -126,46 +131,51 @@ def _close_to_any(value: float, values: list[float]) -> bool:
 class MuLawAudioDataset(Dataset):
     """Windows (input (T, 1+P), target (T, 1)) over every wav in a folder, found by index arithmetic.
 
-    The audio is held once as mu-law indices (plus float samples when `encode` is False); a window is a
+    The audio is held once as mu-law indices (plus float samples when `encode` is False), memory-mapped from the
+    folder's encoded cache (see encoded_cache.py; `cache=False` encodes into memory instead); a window is a
     start position, so memory stays close to the audio itself.
     """
 
-    def __init__(self, config: AudioDatasetConfig) -> None:
+    def __init__(self, config: AudioDatasetConfig, cache: bool = True) -> None:
         self.config = config
         self.files, raw = self._find_files(Path(config.data_dir))
-        self.raw_parameters = raw  # (F, P) in the file names' units
+        self.raw_parameters = raw  # (F, P) in the file names' (or the labels table's) units
         self.parameters = torch.from_numpy(normalize_parameters(raw, config.parameter_specs))
-        self._load_audio()
+        self._load_audio(cache)
         self.input_values = input_value_table(config.numtokens, config.encode)
 
     def _find_files(self, folder: Path) -> tuple[list[Path], np.ndarray]:
         if not folder.is_dir():
             raise FileNotFoundError(f"data folder {folder} does not exist. Build the default set with "
                                     "`python -m audioDataLoader.render_dataset` or point data_dir at your wavs.")
-        wavs = sorted(p for p in folder.iterdir() if p.suffix.lower() == ".wav")
+        wavs = sorted((p for p in folder.iterdir() if p.suffix.lower() == ".wav"), key=lambda p: p.name)
         if not wavs:
             raise FileNotFoundError(f"no .wav files in {folder}")
         names = list(self.config.parameter_specs)
+        table = self._labels_table(wavs, names, folder)
         complete, missing, unclear = [], [], []
         for path in wavs:
             try:
-                found = parse_filename_parameters(path.name, names)
+                found = parse_filename_parameters(path.name, names) if table is None else table.get(path.name, {})
             except ValueError as error:
                 unclear.append(str(error))
                 continue
             (complete if len(found) == len(names) else missing).append((path, found))
+        where = (f"in {self.config.labels} (no row, or an empty cell)" if self.config.labels
+                 else "in their names as _NAME<value>")
         if missing:
-            warnings.warn(f"skipped {len(missing)} of {len(wavs)} files in {folder} whose names lack one of the "
-                          f"parameters {names} as _NAME<value>: {_shown([p.name for p, _ in missing])}", stacklevel=3)
+            warnings.warn(f"skipped {len(missing)} of {len(wavs)} files in {folder} that lack one of the "
+                          f"parameters {names} {where}: {_shown([path.name for path, _ in missing])}", stacklevel=3)
         if unclear:
             warnings.warn(f"skipped {len(unclear)} of {len(wavs)} files in {folder} whose names are ambiguous: "
                           f"{_shown(unclear, '; ')}. Rename them with each parameter once.", stacklevel=3)
         self._check_exclusions_match([found for _, found in complete], folder)
         kept = [(path, found) for path, found in complete if not self._is_excluded(found)]
         if not kept:
-            raise ValueError(f"no usable file in {folder}: none names all of {names} as _NAME<value>"
+            raise ValueError(f"no usable file in {folder}: none has all of {names} {where}"
                              + (f" outside the excluded values {self.config.exclude}" if complete else "")
-                             + ". Check parameter_specs against the file names.")
+                             + ". Check parameter_specs against "
+                             + (f"the columns of {self.config.labels}." if self.config.labels else "the file names."))
         values = np.array([[found[n] for n in names] for _, found in kept], dtype=np.float64)
         self._warn_out_of_range(kept)
         return [path for path, _ in kept], values.reshape(len(kept), len(names)).astype(np.float32)
@@ -180,6 +190,18 @@ class MuLawAudioDataset(Dataset):
                           f"beyond [0, 1]: {_shown(outside, '; ')}. Widen the ranges if that is not meant.",
                           stacklevel=4)
 
+    def _labels_table(self, wavs: list[Path], names: list[str],
+                      folder: Path) -> dict[str, dict[str, float]] | None:
+        """Return the labels table's {file name: {name: value}}, or None where the values come from the file names."""
+        if not self.config.labels:
+            return None
+        table = read_labels(self.config.labels, names)
+        unmatched = sorted(set(table) - {path.name for path in wavs})
+        if unmatched:
+            warnings.warn(f"{len(unmatched)} of {len(table)} rows of {self.config.labels} name files that are not "
+                          f"in {folder}: {_shown(unmatched)}", stacklevel=4)
+        return table
+
     def _is_excluded(self, found: dict[str, float]) -> bool:
         return any(_close_to_any(found[name], values) for name, values in self.config.exclude.items())
 
@@ -192,27 +214,30 @@ class MuLawAudioDataset(Dataset):
                     raise ValueError(f"exclude {name}={value:g} matches no file in {folder}; the values of {name} "
                                      f"there are {[round(v, 6) for v in present]}")
 
-    def _load_audio(self) -> None:
-        seq = self.config.sequence_length
-        audio = [read_mono(path, self.config.sample_rate) for path in self.files]
-        needed = int(pitch_shift.span(seq + 1, pitch_shift.read_ratio(self.config.pitch_shift))) + 1
-        for path, samples in zip(self.files, audio):
-            if len(samples) < seq + 1:
-                raise ValueError(f"{path} has {len(samples)} samples, fewer than sequence_length+1 = {seq + 1}. "
+    def _load_audio(self, cache: bool) -> None:
+        config, seq = self.config, self.config.sequence_length
+        # Everything besides the files themselves that decides which files are used and what their samples are.
+        settings = {"sample_rate": config.sample_rate, "parameters": list(config.parameter_specs),
+                    "labels": config.labels and str(Path(config.labels).resolve()), "exclude": config.exclude}
+        encoded = encoded_audio(Path(config.data_dir), self.files, self.raw_parameters,
+                                lambda path: read_mono(path, config.sample_rate), settings, config.numtokens,
+                                keep_audio=not config.encode, cache=cache)
+        needed = int(pitch_shift.span(seq + 1, pitch_shift.read_ratio(config.pitch_shift))) + 1
+        for path, length in zip(self.files, encoded.lengths.tolist()):
+            if length < seq + 1:
+                raise ValueError(f"{path} has {length} samples, fewer than sequence_length+1 = {seq + 1}. "
                                  "Remove it or lower sequence_length.")
-            if len(samples) < needed:
-                raise ValueError(f"{path} has {len(samples)} samples, fewer than the {needed} that a window of "
-                                 f"sequence_length {seq} shifted by pitch_shift {self.config.pitch_shift} reads. "
+            if length < needed:
+                raise ValueError(f"{path} has {length} samples, fewer than the {needed} that a window of "
+                                 f"sequence_length {seq} shifted by pitch_shift {config.pitch_shift} reads. "
                                  "Remove it, or lower sequence_length or pitch_shift.")
-        lengths = torch.tensor([len(a) for a in audio])
+        lengths = torch.from_numpy(encoded.lengths)
         self.file_starts = torch.cumsum(lengths, 0) - lengths
         windows = lengths - seq
         self.window_ends = torch.cumsum(windows, 0)  # window i belongs to the first file whose end exceeds i
         self.window_starts = self.window_ends - windows
-        flat = np.concatenate(audio)
-        code_dtype = torch.uint8 if self.config.numtokens <= 256 else torch.int16
-        self.codes = torch.from_numpy(mu_law_encode(flat, self.config.numtokens)).to(code_dtype)
-        self.audio = None if self.config.encode else torch.from_numpy(flat)
+        self.codes = torch.from_numpy(encoded.codes)
+        self.audio = None if encoded.audio is None else torch.from_numpy(encoded.audio)
 
     def __len__(self) -> int:
         return int(self.window_ends[-1])

@@ -3,20 +3,19 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import pickle
 import re
-import secrets
 import types
 import typing
 from dataclasses import asdict, fields
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, TypeVar
+from typing import Any, TypeVar
 
 import torch
 
 from audioDataLoader.audio_dataset import AudioDatasetConfig
 from model.gru_audio_model import RNN, GRUAudioConfig
+from utils.atomic_write import write_atomically
 
 FORMAT_VERSION = 2
 # Settings that config.json and checkpoints gained in version 2, at the values every version 1 run was trained with.
@@ -30,36 +29,6 @@ LAST_CHECKPOINT = Path("checkpoints") / "last_checkpoint.pt"
 # write_atomically's temporary files: ".<name>.<random>.tmp" beside the file being written.
 TEMPORARY_GLOB = ".*.*.tmp"
 Config = TypeVar("Config")
-
-
-def write_atomically(path: str | Path, write: Callable[[BinaryIO], object]) -> None:
-    """Call write(file_object) on a temporary file beside `path`, then rename it over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _new_temporary(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
-
-
-def _new_temporary(path: Path) -> tuple[int, Path]:
-    """Return (descriptor, path) of a new file beside `path`, with the mode an ordinary open() would give it.
-
-    tempfile.mkstemp makes 0600 files, which a rename then carries into a shared run folder; the kernel applies
-    the umask to 0666 here, as it does for open().
-    """
-    while True:
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
-        except FileExistsError:
-            continue
 
 
 def remove_stale_temporaries(run_dir: str | Path) -> list[Path]:
