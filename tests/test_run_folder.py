@@ -164,7 +164,7 @@ def test_any_config_json_reads_correctly_or_is_refused_with_a_clear_error(config
 def test_a_version_1_run_loads_with_the_recipe_it_was_trained_with(tmp_path):
     run = make_run(tmp_path)
     config = json.loads((run / CONFIG_NAME).read_text())
-    for section, added in {"data": ["pitch_parameter", "pitch_shift"], "model": ["cond_every_layer"],
+    for section, added in {"data": ["pitch_parameter", "pitch_shift", "labels"], "model": ["cond_every_layer"],
                            "train": ["lr_schedule", "warmup", "lr_final", "grad_clip"]}.items():
         for key in added:
             del config[section][key]

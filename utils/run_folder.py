@@ -20,7 +20,7 @@ from utils.atomic_write import write_atomically
 FORMAT_VERSION = 2
 # Settings that config.json and checkpoints gained in version 2, at the values every version 1 run was trained with.
 _ADDED_IN_VERSION_2 = {
-    "data": {"pitch_parameter": None, "pitch_shift": 0.0},
+    "data": {"pitch_parameter": None, "pitch_shift": 0.0, "labels": None},
     "model": {"cond_every_layer": False},
     "train": {"lr_schedule": "constant", "warmup": 0.05, "lr_final": 0.05, "grad_clip": 0.0},
 }
