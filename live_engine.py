@@ -131,10 +131,17 @@ class LiveEngine:
         self.frames = 0  # output frames returned by pull so far: the engine's clock
         self.late_events = 0  # events whose time had already been rendered; they took effect at once
         self.landed: deque[tuple[float, int]] = deque(maxlen=100_000)  # (event queued_at, output frame it lands on)
+        self._warm_up()
         if config.drone:
             self._voices.note_on(DRONE)
             self._gain.v0[0] = self._gain.v1[0] = 1.0
             self._free_at[0] = np.inf
+
+    def _warm_up(self) -> None:
+        # The first call compiles the sampler (or loads it from numba's cache): do it now, not in the audio path.
+        cond = normalize_parameters(self.defaults[None, None], self.specs)
+        sample_numba(self._weights, cond, self._previous[:1].copy(), self._hidden[:1].copy(), self._input_values,
+                     self.config.top_n, self.config.temperature, self._states[:1].copy())
 
     def _check_config(self, config: EngineConfig) -> None:
         if config.threads < 1:
