@@ -85,9 +85,12 @@ class RingBuffer:
                 self.underflows += 1
             self.read += ready
             self.played += count
-        except Exception:  # never into the audio host: play silence and count it
-            out[:] = 0.0
+        except Exception:  # never into the audio host: play silence if the buffer takes it, and count it
             self.errors += 1
+            try:
+                out[:] = 0.0
+            except Exception:
+                pass
 
     def frame_now(self, rate: int) -> float:
         """Return the estimated frame being handed to the host now, from the last callback's time."""
