@@ -11,16 +11,21 @@ from contextlib import contextmanager
 
 
 @contextmanager
-def dummy_jack_server(rate: int = 48000, period: int = 128, name: str | None = None,
-                      timeout: float = 20.0) -> Iterator[str]:
-    """Start `jackd --no-realtime -d dummy` under a unique server name, yield the name, stop it at the end."""
+def dummy_jack_server(rate: int = 48000, period: int = 128, name: str | None = None, timeout: float = 20.0,
+                      realtime: bool = False) -> Iterator[str]:
+    """Start `jackd --no-realtime -d dummy` under a unique server name, yield the name, stop it at the end.
+
+    realtime=True drops --no-realtime: the server's threads then run in the real-time class (root needed).
+    """
     import jack
 
     if shutil.which("jackd") is None:
         raise FileNotFoundError("jackd is not installed: on Debian `apt-get install jackd2` (scripts/setup.sh does it)")
     name = name or f"rnncontrol-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    process = subprocess.Popen(["jackd", "--no-realtime", "-n", name, "-d", "dummy", "-r", str(rate), "-p",
-                                str(period)], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    command = ["jackd", "-n", name, "-d", "dummy", "-r", str(rate), "-p", str(period)]
+    if not realtime:
+        command.insert(1, "--no-realtime")
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     jack.set_error_function(lambda _message: None)  # the refusals while it starts are expected
     try:
         deadline = time.monotonic() + timeout
