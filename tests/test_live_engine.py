@@ -160,3 +160,11 @@ def test_bad_engine_settings_are_refused(model):
         engine(model, resample_quality="best")
     with pytest.raises(ValueError, match="unknown parameter 'q'"):
         engine(model, initial={"q": 1.0})
+
+
+def test_one_held_voice_plays_exactly_what_run_inference_renders(model):
+    from inference import run_inference
+
+    held = engine(model, drone=True, initial={"instID": 2, "a": 0.7, "p": 70}).pull(3000)
+    cond = np.tile(np.array([1.0, 0.7, 0.5], dtype=np.float32), (3000, 1))  # the same values mapped to [0, 1]
+    np.testing.assert_array_equal(held, run_inference(model, cond, seed=7))

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,7 +26,9 @@ def dummy_jack_server(rate: int = 48000, period: int = 128, name: str | None = N
     command = ["jackd", "-n", name, "-d", "dummy", "-r", str(rate), "-p", str(period)]
     if not realtime:
         command.insert(1, "--no-realtime")
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    # jackd reports every xrun on its output: into a file, since a pipe nobody reads fills and stops the server.
+    log = tempfile.TemporaryFile()
+    process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
     jack.set_error_function(lambda _message: None)  # the refusals while it starts are expected
     try:
         deadline = time.monotonic() + timeout
@@ -35,7 +38,8 @@ def dummy_jack_server(rate: int = 48000, period: int = 128, name: str | None = N
                 break
             except jack.JackOpenError:
                 if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"jackd did not start: {process.stderr.read().decode(errors='replace')}")
+                    log.seek(0)
+                    raise RuntimeError(f"jackd did not start: {log.read().decode(errors='replace')}")
                 time.sleep(0.1)
         jack.set_error_function(None)
         yield name
@@ -47,3 +51,4 @@ def dummy_jack_server(rate: int = 48000, period: int = 128, name: str | None = N
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        log.close()
