@@ -181,7 +181,7 @@ def run_live(*args: str) -> subprocess.CompletedProcess:
 def test_the_command_line_plays_without_a_sound_card_and_records(tmp_path):
     wav = tmp_path / "take.wav"
     result = run_live("--run_directory", str(QUICK_RUN), "--audio", "none", "--drone", "--seconds", "1",
-                      "--record", str(wav), "--param", "p=67", "--no_realtime")
+                      "--record", str(wav), "--param", "instID=1", "--param", "p=67")
     assert result.returncode == 0, result.stderr
     audio, rate = sf.read(wav)
     # About a second: a loaded machine may pace the `none` output late, and lost periods are not caught up.
