@@ -21,7 +21,8 @@ from live_outputs import describe_devices, open_output
 from model.gru_audio_model import RNN
 from utils.run_folder import load_model, newest_run
 
-# Chosen from bench/bench_live.py on the loaded 2-core machine (see the README): zero underflows with 4 voices.
+# From bench/bench_live.py on the shared 2-core machine (README): 4 ms gives an engine latency of 6 ms (median) with
+# one voice; underflows there came from the machine's load (4-s runs, 4 voices: 145 at 4 ms, 1 at 8 ms).
 DEFAULT_BUFFER_MS = 4.0
 
 
