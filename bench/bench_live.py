@@ -1,0 +1,179 @@
+"""Live play through a dummy JACK server: underflows, xruns, engine latency, acoustic response, generator load.
+
+Run from the repository root: .venv/bin/python -m bench.bench_live [--seconds 60] [--voices 1 4 8]
+Starts `jackd --no-realtime -d dummy -r 48000 -p 128` (real-time pacing, no sound card) under a unique name, plays
+a run (default: tests/fixtures/quick_run) through it while an OSC client on loopback changes the pitch every
+250 ms, and captures the output through a second client's input port. For each voice count it prints:
+- underflows (the callback found the buffer short) and the server's xruns;
+- engine latency: from the OSC message sent to the callback that hands the first frame rendered with it to the
+  port (median, p99), and how many messages UDP lost;
+- acoustic response: from the message sent to the first YIN frame of the capture (centre of its window) within 50
+  cents of the new pitch (median, p99; changes never reached within 250 ms are counted apart);
+- the generator thread's CPU time over the wall time, and its wall time generating over the audio's duration.
+"""
+from __future__ import annotations
+
+import argparse
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import jack
+import numpy as np
+from pythonosc.udp_client import SimpleUDPClient
+
+from live import DEFAULT_BUFFER_MS, LiveSynth
+from live_control import OscListener
+from live_engine import EngineConfig
+from utils.jack_dummy import dummy_jack_server
+from utils.pitch import cents_error, estimate_f0, midi_to_hz
+from utils.run_folder import load_model
+
+RATE, PERIOD = 48000, 128
+PITCHES = (64, 69, 66, 74, 71, 76, 67, 72, 65, 70)  # the pitch walk the OSC client plays, every 250 ms
+CHANGE_SECONDS = 0.25
+YIN = dict(fmin=150.0, fmax=1000.0, frame_length=1024, hop_length=96)  # 2 ms hops; 330-660 Hz notes
+
+
+class Capture:
+    """A JACK client recording its input port, and when (perf_counter) each of its periods began."""
+
+    def __init__(self, server: str, seconds: float) -> None:
+        self.audio = np.zeros(int(seconds * RATE) + RATE, dtype=np.float32)
+        self.starts = np.zeros((len(self.audio) // PERIOD + 1, 2))  # (first frame, perf_counter)
+        self.frames, self.periods = 0, 0
+        self.client = jack.Client("bench-capture", servername=server)
+        self.port = self.client.inports.register("in")
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+
+    def _process(self, count: int) -> None:
+        take = min(count, len(self.audio) - self.frames)
+        if self.periods < len(self.starts):
+            self.starts[self.periods] = self.frames, time.perf_counter()
+            self.periods += 1
+        self.audio[self.frames:self.frames + take] = self.port.get_array()[:take]
+        self.frames += take
+
+    def time_of(self, frames: np.ndarray) -> np.ndarray:
+        """Return the perf_counter time at which each captured frame arrived."""
+        starts = self.starts[:self.periods]
+        return np.interp(frames, starts[:, 0], starts[:, 1])
+
+    def close(self) -> np.ndarray:
+        self.client.deactivate()
+        self.client.close()
+        return self.audio[:self.frames]
+
+
+@dataclass
+class Result:
+    voices: int
+    underflows: int
+    xruns: int
+    engine_ms: np.ndarray
+    lost: int
+    response_ms: np.ndarray
+    missed: int
+    changes: int
+    cpu_share: float
+    real_time_share: float
+
+
+def play(model, data, server: str, voices: int, seconds: float, buffer_ms: float) -> Result:
+    """Play `seconds` with `voices` sounding, pitch changes over OSC every 250 ms; return the measurements."""
+    engine = EngineConfig(voices=voices, drone=True, seed=0, initial={"instID": 1, "a": 0.8, "p": PITCHES[0]})
+    synth = LiveSynth(model, data, engine, audio="jack", jack_server=server, connect=False, buffer_ms=buffer_ms)
+    listener = OscListener(synth, 0)
+    client = SimpleUDPClient("127.0.0.1", listener.port)
+    capture = Capture(server, seconds + 1)
+    sends = []
+    try:
+        with synth:
+            capture.client.connect(synth.output.port, capture.port)
+            for note in range(1, voices):  # voice 0 is the drone; /param/p retunes every voice alike
+                synth.note_on(PITCHES[0] + note, 100)
+            time.sleep(0.5)
+            first_event = len(synth.engine.landed)
+            start, cpu_start = time.perf_counter(), synth.generator.cpu_seconds
+            for k in range(int(seconds / CHANGE_SECONDS)):
+                time.sleep(max(0.0, start + k * CHANGE_SECONDS - time.perf_counter()))
+                pitch = PITCHES[(k + 1) % len(PITCHES)]
+                sends.append((time.perf_counter(), pitch))
+                client.send_message("/param/p", float(pitch))
+            deadline = time.monotonic() + 5  # each lands buffer_ms + a period after it came; then stop
+            while len(synth.engine.landed) - first_event < len(sends) and time.monotonic() < deadline:
+                time.sleep(0.01)
+            time.sleep(CHANGE_SECONDS)
+            wall = time.perf_counter() - start
+            cpu = synth.generator.cpu_seconds - cpu_start
+    finally:
+        listener.close()
+        audio = capture.close()
+    landed = list(synth.engine.landed)[first_event:]
+    engine_ms, lost = _engine_latency_ms(synth, sends, landed)
+    response_ms, missed = _acoustic_response_ms(audio, capture, sends)
+    return Result(voices, synth.ring.underflows, synth.output.xruns, engine_ms, lost, response_ms, missed, len(sends),
+                  cpu / wall, synth.generator.share_of_real_time())
+
+
+def _engine_latency_ms(synth: LiveSynth, sends: list, landed: list) -> tuple[np.ndarray, int]:
+    """Return the latencies of the messages that arrived, and how many were lost (UDP drops when starved)."""
+    count = min(synth.ring.callback_count, len(synth.ring.callbacks))
+    callbacks = synth.ring.callbacks[:count]
+    sent_times = np.array([sent for sent, _pitch in sends])
+    latencies = []
+    for queued, frame in landed:  # each came from the last message sent before it arrived
+        sent = sent_times[np.searchsorted(sent_times, queued, side="right") - 1]
+        handed = np.searchsorted(callbacks[:, 0], frame, side="right") - 1  # the callback whose block holds it
+        latencies.append(callbacks[handed, 1] - sent)
+    return 1000 * np.array(latencies), len(sends) - len(landed)
+
+
+def _acoustic_response_ms(audio: np.ndarray, capture: Capture, sends: list) -> tuple[np.ndarray, int]:
+    f0, voiced = estimate_f0(audio, RATE, **YIN)
+    centres = np.arange(len(f0)) * YIN["hop_length"] + YIN["frame_length"] // 2
+    times = capture.time_of(centres)
+    responses, missed = [], 0
+    for sent, pitch in sends:
+        window = (times > sent) & (times < sent + CHANGE_SECONDS) & voiced
+        close = window & (np.abs(cents_error(np.where(voiced, f0, 1.0), midi_to_hz(pitch))) <= 50)
+        if close.any():
+            responses.append(times[np.argmax(close)] - sent)
+        else:
+            missed += 1
+    return 1000 * np.array(responses), missed
+
+
+def _quantiles(values: np.ndarray) -> str:
+    if len(values) == 0:
+        return "    -  /    -  "
+    return f"{np.median(values):6.1f} / {np.percentile(values, 99):6.1f}"
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: print the table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run_directory", default=str(Path("tests") / "fixtures" / "quick_run"))
+    parser.add_argument("--seconds", type=float, default=60.0, help="playing time per voice count")
+    parser.add_argument("--voices", type=int, nargs="+", default=[1, 4, 8])
+    parser.add_argument("--buffer_ms", type=float, default=DEFAULT_BUFFER_MS)
+    parser.add_argument("--realtime_server", action="store_true",
+                        help="run jackd in the real-time class (drop --no-realtime), as on a music machine")
+    args = parser.parse_args(argv)
+    model, config = load_model(args.run_directory, "cpu")
+    print(f"{args.run_directory}: {args.seconds:.0f} s per row, {RATE} Hz, {PERIOD}-frame periods, "
+          f"{args.buffer_ms} ms buffer, pitch changed over OSC every {1000 * CHANGE_SECONDS:.0f} ms, jackd "
+          f"{'real-time' if args.realtime_server else '--no-realtime'}")
+    print("voices | underflows | xruns | engine latency ms median / p99 (OSC lost) | acoustic response ms median / p99 "
+          "(missed) | generator CPU | generator time / audio")
+    with dummy_jack_server(RATE, PERIOD, realtime=args.realtime_server) as server:
+        for voices in args.voices:
+            r = play(model, config["data"], server, voices, args.seconds, args.buffer_ms)
+            print(f"{r.voices:6d} | {r.underflows:10d} | {r.xruns:5d} | {_quantiles(r.engine_ms):>21} ({r.lost} lost) | "
+                  f"{_quantiles(r.response_ms):>15} ({r.missed}/{r.changes}) | {100 * r.cpu_share:12.0f}% | "
+                  f"{100 * r.real_time_share:5.0f}%", flush=True)
+
+
+if __name__ == "__main__":
+    main()
