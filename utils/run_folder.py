@@ -13,6 +13,7 @@ import torch
 
 from audioDataLoader.audio_dataset import AudioDatasetConfig
 from model.gru_audio_model import RNN, GRUAudioConfig
+from utils.model_file import read_model_file
 
 FORMAT_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -97,12 +98,24 @@ def newest_run(output_dir: str | Path = "output") -> Path:
 
 def load_model(run_directory: str | Path, device: torch.device | str | None = None,
                checkpoint: str | Path | None = None) -> tuple[RNN, dict]:
-    """Return (model in eval mode with the run's last (or given) checkpoint, the run's config)."""
+    """Return (model in eval mode with the run's last (or given) checkpoint, the run's config).
+
+    `run_directory` may also be a model file written by export.py; its config then holds "model" and "data".
+    """
     run_directory = Path(run_directory)
-    config = read_config(run_directory)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
-    state = load_checkpoint(checkpoint or run_directory / LAST_CHECKPOINT, device)
+    if run_directory.is_file():
+        return read_model_file(run_directory, device)
+    config = read_config(run_directory)
+    checkpoint = Path(checkpoint or run_directory / LAST_CHECKPOINT)
+    state = load_checkpoint(checkpoint, device)
     model = RNN(config["model"]).to(device)
-    model.load_state_dict(state["model"])
+    try:
+        model.load_state_dict(state["model"])
+    except RuntimeError as error:
+        lines = str(error).strip().splitlines()  # a heading, then one line per wrong tensor
+        detail = lines[1].strip() if len(lines) > 1 else lines[0]
+        raise ValueError(f"{checkpoint} does not match {run_directory / CONFIG_NAME} ({detail}); use the config.json "
+                         "of the run that wrote this checkpoint") from error
     return model.eval(), config
