@@ -36,3 +36,23 @@ def tiny_data_dir(tmp_path_factory) -> Path:
                 write_tone(folder / f"nsynth_instID{inst:05.2f}_p{midi:05.2f}_a{amp:05.2f}.wav", midi, amp,
                            bright=inst == 2)
     return folder
+
+
+def write_run_folder(folder: Path, model, data) -> Path:
+    """Write a run folder (config.json and a last checkpoint) holding `model`, as train.py would; return it."""
+    from train import TrainConfig
+    from utils.run_folder import LAST_CHECKPOINT, save_checkpoint, write_config
+
+    write_config(folder, data, model.config, TrainConfig())
+    save_checkpoint(folder / LAST_CHECKPOINT, {"model": model.state_dict()})
+    return folder
+
+
+@pytest.fixture(scope="session")
+def built_runtime() -> Path:
+    """The C runtime and the Pd external, built from the sources here (make does nothing when they are current)."""
+    import subprocess
+
+    for folder in ("runtime", "pd/rnncontrol~"):
+        subprocess.run(["make", "-s", "-C", str(ROOT / folder)], check=True, capture_output=True, timeout=300)
+    return ROOT / "runtime"
