@@ -26,6 +26,8 @@ def lively_model(seed: int) -> RNN:
     GRUAudioConfig(),
     GRUAudioConfig(cond_size=2, hidden_size=10, num_layers=1, numtokens=30),  # no multiple of a vector, one layer
     GRUAudioConfig(cond_size=0, hidden_size=7, num_layers=3, numtokens=13),  # no parameters at all
+    GRUAudioConfig(cond_every_layer=True),
+    GRUAudioConfig(cond_size=2, hidden_size=9, num_layers=3, numtokens=20, cond_every_layer=True),
 ])
 def test_c_logits_equal_pytorch_over_10000_teacher_forced_steps(config):
     model = random_model(0, config)

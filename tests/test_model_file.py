@@ -1,25 +1,33 @@
 import json
 import struct
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 import torch
 
 from audioDataLoader.audio_dataset import AudioDatasetConfig
 from export import export
+from export import main as export_command_line
 from model.c_sampler import CModel
 from model.gru_audio_model import RNN, GRUAudioConfig
-from tests.conftest import ROOT, TINY_SPECS, write_run_folder
+from tests.conftest import TINY_SPECS, write_run_folder
 from utils.run_folder import LAST_CHECKPOINT, load_model, save_checkpoint
+
+
+def small_run_folder(folder, data_dir, cond_every_layer: bool = False):
+    torch.manual_seed(0)
+    data = AudioDatasetConfig(data_dir=str(data_dir), parameter_specs=TINY_SPECS, sample_rate=22050)
+    model = RNN(GRUAudioConfig(hidden_size=16, num_layers=2, cond_every_layer=cond_every_layer)).eval()
+    return write_run_folder(folder, model, data)
 
 
 @pytest.fixture
 def run_folder(tmp_path, tiny_data_dir):
-    torch.manual_seed(0)
-    data = AudioDatasetConfig(data_dir=str(tiny_data_dir), parameter_specs=TINY_SPECS, sample_rate=22050)
-    return write_run_folder(tmp_path / "run", RNN(GRUAudioConfig(hidden_size=16, num_layers=2)).eval(), data)
+    return small_run_folder(tmp_path / "run", tiny_data_dir)
+
+
+@pytest.fixture(params=[False, True], ids=["original", "cond_every_layer"])
+def both_kinds_of_run(request, tmp_path, tiny_data_dir):
+    return small_run_folder(tmp_path / "run", tiny_data_dir, request.param)
 
 
 def header_and_data(path):
@@ -33,7 +41,8 @@ def write_with_header(path, header, data):
     path.write_bytes(struct.pack("<Q", len(text)) + text + data)
 
 
-def test_exported_file_gives_the_run_folders_logits_and_settings(run_folder):
+def test_exported_file_gives_the_run_folders_logits_and_settings(both_kinds_of_run):
+    run_folder = both_kinds_of_run
     path = export(run_folder)
     assert path == run_folder / "model.safetensors"
     from_run, run_config = load_model(run_folder, "cpu")
@@ -46,15 +55,17 @@ def test_exported_file_gives_the_run_folders_logits_and_settings(run_folder):
     assert file_config["source"] == str((run_folder / LAST_CHECKPOINT).resolve())
 
 
-def test_the_file_is_documented_safetensors_with_float32_weights_and_flat_metadata(run_folder):
-    header, data = header_and_data(export(run_folder))
+def test_the_file_is_documented_safetensors_with_float32_weights_and_flat_metadata(both_kinds_of_run):
+    header, data = header_and_data(export(both_kinds_of_run))
     metadata = header.pop("__metadata__")
     assert metadata["format"] == "rnncontrol" and metadata["format_version"] == "1"
     assert [metadata[f"parameter.{i}.name"] for i in range(3)] == list(TINY_SPECS)
     assert (metadata["parameter.2.min"], metadata["parameter.2.max"]) == ("64.0", "76.0")
     assert (metadata["hidden_size"], metadata["num_layers"], metadata["numtokens"]) == ("16", "2", "256")
-    assert header["gru.1.weight_ih"] == {"dtype": "F32", "shape": [48, 16], "data_offsets": [
-        header["gru.1.weight_ih"]["data_offsets"][0], header["gru.1.weight_ih"]["data_offsets"][0] + 48 * 16 * 4]}
+    inputs = 16 + 3 * int(metadata["cond_every_layer"])  # [h_0, parameters] with cond_every_layer
+    start = header["gru.1.weight_ih"]["data_offsets"][0]
+    assert header["gru.1.weight_ih"] == {"dtype": "F32", "shape": [48, inputs],
+                                         "data_offsets": [start, start + 48 * inputs * 4]}
     assert {entry["dtype"] for entry in header.values()} == {"F32"}
     assert sum(np.prod(entry["shape"]) for entry in header.values()) * 4 == len(data)
 
@@ -64,17 +75,15 @@ def test_export_refuses_a_checkpoint_that_does_not_match_its_config(run_folder):
     save_checkpoint(run_folder / LAST_CHECKPOINT, {"model": bigger.state_dict()})
     with pytest.raises(ValueError, match=r"last_checkpoint.pt does not match .*config.json \(size mismatch"):
         export(run_folder)
-    result = subprocess.run([sys.executable, "export.py", "--run_directory", str(run_folder)], cwd=ROOT,
-                            capture_output=True, text=True, timeout=120)
-    assert result.returncode != 0 and result.stderr.startswith("error: ") and len(result.stderr.splitlines()) == 1
+    with pytest.raises(SystemExit) as stopped:
+        export_command_line(["--run_directory", str(run_folder)])
+    assert str(stopped.value).startswith("error: ") and len(str(stopped.value).splitlines()) == 1
     assert not (run_folder / "model.safetensors").exists()
 
 
-def test_export_command_line_writes_the_named_file(run_folder, tmp_path):
-    result = subprocess.run([sys.executable, "export.py", "--run_directory", str(run_folder), "-o",
-                             str(tmp_path / "m.safetensors")], cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stderr
-    assert f"wrote {tmp_path / 'm.safetensors'}" in result.stdout
+def test_export_command_line_writes_the_named_file(run_folder, tmp_path, capsys):
+    export_command_line(["--run_directory", str(run_folder), "-o", str(tmp_path / "m.safetensors")])
+    assert f"wrote {tmp_path / 'm.safetensors'}" in capsys.readouterr().out
     assert load_model(tmp_path / "m.safetensors", "cpu")[1]["data"].parameter_specs == TINY_SPECS
 
 
@@ -102,8 +111,8 @@ def spoiled_files(path, tmp_path):
     yield "another safetensors file", other, "not an RNNControl model"
 
 
-def test_spoiled_files_are_refused_by_load_model_and_the_c_runtime(run_folder, tmp_path, built_runtime):
-    for name, spoiled, message in spoiled_files(export(run_folder), tmp_path):
+def test_spoiled_files_are_refused_by_load_model_and_the_c_runtime(both_kinds_of_run, tmp_path, built_runtime):
+    for name, spoiled, message in spoiled_files(export(both_kinds_of_run), tmp_path):
         with pytest.raises(ValueError, match=message):
             load_model(spoiled, "cpu")
         with pytest.raises(ValueError, match=message) as refused:

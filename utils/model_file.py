@@ -8,7 +8,6 @@ reader needs no second JSON parser.
 """
 from __future__ import annotations
 
-from dataclasses import fields
 from pathlib import Path
 
 import torch
@@ -25,19 +24,10 @@ _SIZES = ("input_size", "cond_size", "hidden_size", "num_layers", "numtokens")
 _GRU_TENSORS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
 
-def gru_layers(model: RNN) -> list[tuple[torch.Tensor, ...]]:
-    """Return each GRU layer's (weight_ih, weight_hh, bias_ih, bias_hh), the model's own parameters."""
-    return [tuple(getattr(model.gru, f"{name}_l{k}") for name in _GRU_TENSORS) for k in range(model.config.num_layers)]
-
-
-def _cond_every_layer(config: GRUAudioConfig) -> bool:
-    return bool(getattr(config, "cond_every_layer", False))
-
-
 def _named_parameters(model: RNN) -> dict[str, torch.Tensor]:
     """Return the model's own parameters under the file's tensor names."""
     tensors = {"input_proj.weight": model.input_proj.weight, "input_proj.bias": model.input_proj.bias}
-    for k, layer in enumerate(gru_layers(model)):
+    for k, layer in enumerate(model.gru_layers()):
         tensors.update({f"gru.{k}.{name}": tensor for name, tensor in zip(_GRU_TENSORS, layer)})
     tensors.update({"output.weight": model.output.weight, "output.bias": model.output.bias})
     return tensors
@@ -52,7 +42,7 @@ def model_metadata(config: GRUAudioConfig, data: AudioDatasetConfig, source: str
     """Return the file's metadata: format, sizes, the audio settings, each parameter's name and range, the source."""
     metadata = {"format": MODEL_FILE_FORMAT, "format_version": str(MODEL_FILE_VERSION),
                 **{name: str(getattr(config, name)) for name in _SIZES},
-                "cond_every_layer": str(int(_cond_every_layer(config))), "dropout": repr(config.dropout),
+                "cond_every_layer": str(int(config.cond_every_layer)), "dropout": repr(config.dropout),
                 "encode": str(int(data.encode)), "sample_rate": str(data.sample_rate), "data_dir": str(data.data_dir),
                 "source": source}
     for i, (name, (low, high)) in enumerate(data.parameter_specs.items()):
@@ -72,11 +62,8 @@ def model_file_bytes(model: RNN, data: AudioDatasetConfig, source: str) -> bytes
 def _configs(metadata: dict[str, str], path: Path) -> tuple[GRUAudioConfig, AudioDatasetConfig]:
     try:
         sizes = {name: int(metadata[name]) for name in _SIZES}
-        model_options = {"dropout": float(metadata["dropout"])}
-        if int(metadata["cond_every_layer"]):
-            if "cond_every_layer" not in {f.name for f in fields(GRUAudioConfig)}:
-                raise ValueError("cond_every_layer models need a newer RNNControl")
-            model_options["cond_every_layer"] = True
+        model_options = {"dropout": float(metadata["dropout"]),
+                         "cond_every_layer": bool(int(metadata["cond_every_layer"]))}
         specs = {metadata[f"parameter.{i}.name"]: (float(metadata[f"parameter.{i}.min"]),
                                                    float(metadata[f"parameter.{i}.max"]))
                  for i in range(sizes["cond_size"])}
