@@ -1,4 +1,5 @@
-"""Generation speed at 16 kHz: the per-step PyTorch loop, the compiled numba sampler, and many voices at once.
+"""Generation speed at 16 kHz: the per-step PyTorch loop, the compiled numba sampler, the C runtime (backend "c",
+one voice on one thread), and many voices at once.
 
 Run from the repository root: .venv/bin/python -m bench.bench_generation [--seconds 1] [--repeats 3]
 An untrained model of the default shape; numba's compile time is left out (each stream renders a first block
@@ -58,8 +59,8 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     model = RNN(GRUAudioConfig()).eval()
     cores = os.cpu_count() or 1
-    seconds = {"torch": args.torch_seconds, "numba": args.seconds}
-    cases = [Case("torch", 1, 1), Case("numba", 1, 1)]
+    seconds = {"torch": args.torch_seconds, "numba": args.seconds, "c": args.seconds}
+    cases = [Case("torch", 1, 1), Case("numba", 1, 1), Case("c", 1, 1)]
     for voices in args.voices:
         cases += [Case("torch", voices, cores), Case("numba", voices, 1), Case("numba", voices, cores)]
     rates = {}
@@ -75,6 +76,9 @@ def main(argv: list[str] | None = None) -> None:
     compiled = rates[Case("numba", 1, 1)]
     print(f"\none voice, one thread: compiled / pytorch loop = {compiled / reference:.1f}x, "
           f"{compiled / SAMPLE_RATE:.1f}x real time (goal: 50x and 10x)")
+    runtime = rates[Case("c", 1, 1)]
+    print(f"one voice, one thread: C runtime / numba = {runtime / compiled:.2f}x, {runtime / SAMPLE_RATE:.1f}x real "
+          f"time (goal: at least numba's speed)")
     for voices in args.voices:
         batched = rates[Case("numba", voices, cores)]
         print(f"{voices} voices: numba {cores} threads / torch {cores} threads = "
