@@ -80,7 +80,7 @@ def test_pd_plays_exactly_what_the_c_library_plays_for_the_same_seed_and_message
 def test_pd_at_44100_hz_plays_the_pitches_its_note_messages_ask_for(tmp_path, model_file):
     notes = [64, 71, 67]
     changes = [(1000 * i, f"note {pitch} 100") for i, pitch in enumerate(notes) if i]
-    audio = play_in_pd(tmp_path, model_file, player_patch(f"seed 1, instID 2, note {notes[0]} 100", changes, 3000),
+    audio = play_in_pd(tmp_path, model_file, player_patch(f"seed 1, instID 1, note {notes[0]} 100", changes, 3000),
                        sample_rate=44100)
     assert len(audio) > 2.9 * 44100
     for i, pitch in enumerate(notes):
