@@ -56,7 +56,7 @@ void rc_voice_set_normalized(rc_voice *voice, int index, float value);
 /* Renders n samples of float audio in [-1, 1] with the parameters held. */
 void rc_voice_render(rc_voice *voice, float *audio, int n);
 /* Renders n samples following cond (n rows of num_parameters values in [0, 1]); writes the mu-law classes to
- * codes and the audio to audio, each when not NULL. */
+ * codes and the audio to audio, each when not NULL. The parameters are then held at cond's last row. */
 void rc_voice_render_conditioned(rc_voice *voice, const float *cond, int32_t *codes, float *audio, int n);
 
 /* Teacher forcing: feeds x (1 + num_parameters values: the audio input in [0, 1], then the parameters) and

@@ -188,16 +188,19 @@ static int parse_tensor(cursor *c, st_tensor *tensor, const unsigned char *data,
     if (expect(c, '{')) return -1;
     do {
         char *key;
-        if (parse_string(c, &key) || expect(c, ':')) return -1;
-        int status;
-        if (strcmp(key, "dtype") == 0)
+        if (parse_string(c, &key)) return -1;
+        int status = expect(c, ':');
+        if (status == 0 && strcmp(key, "dtype") == 0) {
+            free(tensor->dtype); /* a repeated key: the last one counts */
+            tensor->dtype = NULL;
             status = parse_string(c, &tensor->dtype);
-        else if (strcmp(key, "shape") == 0)
+        } else if (status == 0 && strcmp(key, "shape") == 0) {
             status = parse_sizes(c, tensor->shape, ST_MAX_DIMS, &tensor->ndim);
-        else if (strcmp(key, "data_offsets") == 0)
+        } else if (status == 0 && strcmp(key, "data_offsets") == 0) {
             status = parse_sizes(c, offsets, 2, &num_offsets);
-        else
+        } else if (status == 0) {
             status = skip_value(c, 1);
+        }
         free(key);
         if (status) return -1;
     } while (accept(c, ','));
@@ -230,7 +233,11 @@ int st_parse(const unsigned char *buffer, size_t size, st_file *out, char *error
     if (accept(&c, '}')) return 0;
     do {
         char *key;
-        if (parse_string(&c, &key) || expect(&c, ':')) return -1;
+        if (parse_string(&c, &key)) return -1;
+        if (expect(&c, ':')) {
+            free(key);
+            return -1;
+        }
         if (strcmp(key, "__metadata__") == 0) {
             free(key);
             if (parse_metadata(&c, out)) return -1;
