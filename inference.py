@@ -27,6 +27,7 @@ from model.torch_sampler import TorchVoices
 from utils.run_folder import load_model, newest_run, write_atomically
 
 if TYPE_CHECKING:
+    from model.c_sampler import CVoices
     from model.numba_sampler import NumbaVoices
 
 
@@ -51,7 +52,7 @@ def prime(model: RNN, warmup_sequence: np.ndarray | torch.Tensor | None, cond: t
     return codes[-1].expand(batch).clone(), hidden
 
 
-BACKENDS = ("auto", "torch", "numba")
+BACKENDS = ("auto", "torch", "numba", "c")
 # Below this the PyTorch sampler's logits / temperature overflow float32; top_n=1 is the greedy draw.
 MIN_TEMPERATURE = 1e-3
 
@@ -94,6 +95,10 @@ def choose_backend(model: RNN, backend: str = "auto") -> str:
         return "numba" if on_cpu and numba_available() else "torch"
     if backend == "numba" and not numba_available():
         raise ImportError("backend='numba' needs numba: pip install numba, or pass backend='torch'")
+    if backend == "c":
+        from model.c_sampler import library
+
+        library()  # raises, saying how to build it, when the C runtime is not built
     return backend
 
 
@@ -133,7 +138,7 @@ class SynthStream:
     controls can change from block to block while the hidden state, last sample and random streams carry over:
     blocks rendered one after another equal one long call with the same seed. The first block primes the network
     with `warmup_sequence` and fixes the number of voices, (n, P) for one voice or (B, n, P) for B voices. The
-    numba backend plays the weights the model had at the first block. `rate` tells how fast the last block ran.
+    numba and c backends play the weights the model had at the first block. `rate` tells how fast the last block ran.
     """
 
     def __init__(self, model: RNN, warmup_sequence: np.ndarray | torch.Tensor | None = None,
@@ -141,11 +146,12 @@ class SynthStream:
                  backend: str = "auto", sample_rate: int = 16000) -> None:
         check_sampling_settings(top_n, temperature)
         self.model, self.warmup_sequence, self.seed, self.sample_rate = model, warmup_sequence, seed, sample_rate
+        self.encode = encode
         self.top_n, self.temperature = top_n, temperature
         self.backend = choose_backend(model, backend)
         self.device = next(model.parameters()).device
         self.input_values = input_value_table(model.config.numtokens, encode).to(self.device)
-        self.voices: TorchVoices | NumbaVoices | None = None
+        self.voices: TorchVoices | NumbaVoices | CVoices | None = None
         self.rate: GenerationRate | None = None
         self.compile_seconds: float | None = None  # how long the first block spent compiling the numba sampler
         self._ready_seconds = 0.0  # compiling or loading the numba sampler, left out of `rate`
@@ -180,7 +186,7 @@ class SynthStream:
         values = np.asarray(values, dtype=np.float32)
         return self.render(np.repeat(values[..., None, :], num_samples, axis=-2))
 
-    def _start(self, block: torch.Tensor) -> TorchVoices | NumbaVoices:
+    def _start(self, block: torch.Tensor) -> TorchVoices | NumbaVoices | CVoices:
         previous, hidden = prime(self.model, self.warmup_sequence, block, self.input_values)
         if self.backend == "numba":
             from model.numba_sampler import NumbaVoices
@@ -189,6 +195,10 @@ class SynthStream:
             self._ready_seconds = voices.ready_seconds
             self.compile_seconds = voices.ready_seconds if voices.compiled else None
             return voices
+        if self.backend == "c":
+            from model.c_sampler import CVoices
+
+            return CVoices(self.model, previous, hidden, self.encode, self.seed)
         return TorchVoices(self.model, previous, hidden, self.input_values, self.seed)
 
 
@@ -284,7 +294,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
-                        help="sampler: auto (numba on CPU, torch on CUDA), torch, or numba")
+                        help="sampler: auto (numba on CPU, torch on CUDA), torch, numba, or c (the C runtime)")
     parser.add_argument("--output_wav_path", help="default: <run_directory>/generated.wav")
     parser.add_argument("--output_plot_path", help="default: the WAV path with .png")
     return parser.parse_args(argv)

@@ -1,4 +1,5 @@
-"""Generation speed at 16 kHz: the per-step PyTorch loop, the compiled numba sampler, and many voices at once.
+"""Generation speed at 16 kHz: the per-step PyTorch loop, the compiled numba sampler, the C runtime (backend "c",
+one voice on one thread), and many voices at once.
 
 Run from the repository root: .venv/bin/python -m bench.bench_generation [--seconds 1] [--repeats 3]
 An untrained model of the default shape; numba's compile time is left out (each stream renders a first block
@@ -44,6 +45,26 @@ def samples_per_second(model: RNN, case: Case, length: int, repeats: int) -> flo
     return statistics.median(rates)
 
 
+def c_over_numba(model: RNN, length: int, repeats: int) -> float:
+    """Return the median over rounds of C's samples/s over numba's, one voice on one thread each.
+
+    Each round renders one block with each, back to back, so that a shared machine's swings hit both alike.
+    """
+    numba.set_num_threads(1)
+    cond = np.random.default_rng(0).uniform(size=(length, model.config.cond_size)).astype(np.float32)
+    streams = [SynthStream(model, seed=0, backend=backend, sample_rate=SAMPLE_RATE) for backend in ("c", "numba")]
+    for stream in streams:
+        stream.render(cond[:32])
+    ratios = []
+    for _ in range(repeats):
+        rate = {}
+        for stream in streams:
+            stream.render(cond)
+            rate[stream.backend] = stream.rate.samples_per_second
+        ratios.append(rate["c"] / rate["numba"])
+    return statistics.median(ratios)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: print the table of generation speeds and the ratios between them."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -51,21 +72,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--torch_seconds", type=float, default=0.25,
                         help="audio per voice and repeat for the PyTorch loop, which is much slower")
     parser.add_argument("--batch_seconds", type=float, default=0.25, help="audio per voice and repeat, batches")
-    parser.add_argument("--voices", type=int, nargs="+", default=[64, 256])
+    parser.add_argument("--voices", type=int, nargs="*", default=[64, 256], help="none: one voice only")
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
     model = RNN(GRUAudioConfig()).eval()
     cores = os.cpu_count() or 1
-    seconds = {"torch": args.torch_seconds, "numba": args.seconds}
-    cases = [Case("torch", 1, 1), Case("numba", 1, 1)]
+    seconds = {"torch": args.torch_seconds, "numba": args.seconds, "c": args.seconds}
+    cases = [Case("torch", 1, 1), Case("numba", 1, 1), Case("c", 1, 1)]
     for voices in args.voices:
         cases += [Case("torch", voices, cores), Case("numba", voices, 1), Case("numba", voices, cores)]
     rates = {}
     for case in cases:
         length = int((seconds[case.backend] if case.voices == 1 else args.batch_seconds) * SAMPLE_RATE)
         rates[case] = samples_per_second(model, case, length, args.repeats)
+    length = int(args.seconds * SAMPLE_RATE)
 
     reference = rates[Case("torch", 1, 1)]
     print(f"{'sampler':<8} {'voices':>6} {'threads':>7} {'samples/s':>12} {'x real time':>11} {'/ pytorch loop':>14}")
@@ -75,6 +97,10 @@ def main(argv: list[str] | None = None) -> None:
     compiled = rates[Case("numba", 1, 1)]
     print(f"\none voice, one thread: compiled / pytorch loop = {compiled / reference:.1f}x, "
           f"{compiled / SAMPLE_RATE:.1f}x real time (goal: 50x and 10x)")
+    runtime = rates[Case("c", 1, 1)]
+    print(f"one voice, one thread: C runtime / numba = {runtime / compiled:.2f}x, {runtime / SAMPLE_RATE:.1f}x real "
+          f"time; rendering in turns, C / numba = {c_over_numba(model, length, args.repeats):.2f}x (median of "
+          f"{args.repeats} rounds; goal: at least numba's speed)")
     for voices in args.voices:
         batched = rates[Case("numba", voices, cores)]
         print(f"{voices} voices: numba {cores} threads / torch {cores} threads = "

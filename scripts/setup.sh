@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Creates .venv with RNNControl's dependencies and, where we are root on Debian,
-# installs FluidSynth and the FluidR3 General MIDI SoundFont for the default data set.
+# installs FluidSynth and the FluidR3 General MIDI SoundFont for the default data set,
+# and a C compiler and Pure Data (headless) with its headers for the C runtime and the Pd external,
+# which it then builds.
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,10 +21,26 @@ if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
         apt-get update -q
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends jackd2 libportaudio2
     fi
+    if ! dpkg -s gcc make libc6-dev puredata-core puredata-dev pd-lib-builder >/dev/null 2>&1; then
+        echo "== installing a C compiler and Pure Data with its headers (apt)"
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
+            gcc make libc6-dev puredata-core puredata-dev pd-lib-builder
+    fi
 else
     echo "== not root on Debian: install FluidSynth and a GM SoundFont yourself (see README);"
     echo "   without them the default data set falls back to additive synthesis."
     echo "   For live play install a JACK server (jackd2) and PortAudio (libportaudio2)."
+    echo "   For the C runtime and the Pd external: a C compiler, make, Pure Data and pd-lib-builder."
+fi
+
+if command -v cc >/dev/null && command -v make >/dev/null; then
+    echo "== building the C runtime (runtime/librnncontrol.so)"
+    make -s -C runtime
+    if [ -f /usr/share/pd-lib-builder/Makefile.pdlibbuilder ]; then
+        echo "== building the Pd external (pd/rnncontrol~/rnncontrol~.pd_linux)"
+        make -s -C pd/rnncontrol~ >/dev/null
+    fi
 fi
 
 if [ ! -x .venv/bin/python ]; then

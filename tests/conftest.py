@@ -41,17 +41,33 @@ def tiny_data_dir(tmp_path_factory) -> Path:
 def make_run(folder: Path, specs: dict = TINY_SPECS) -> Path:
     """Write a run folder as train.py does (config.json and a last checkpoint) for a small untrained model."""
     import torch
-    from dataclasses import asdict
 
     from audioDataLoader.audio_dataset import AudioDatasetConfig
     from model.gru_audio_model import RNN, GRUAudioConfig
+
+    torch.manual_seed(0)
+    model = RNN(GRUAudioConfig(cond_size=len(specs), hidden_size=8, num_layers=1))
+    return write_run_folder(folder, model, AudioDatasetConfig(data_dir=str(folder), parameter_specs=specs))
+
+
+def write_run_folder(folder: Path, model, data) -> Path:
+    """Write a run folder (config.json and a last checkpoint) holding `model`, as train.py would; return it."""
+    from dataclasses import asdict
+
     from train import TrainConfig
     from utils.run_folder import LAST_CHECKPOINT, save_checkpoint, write_config
 
-    data = AudioDatasetConfig(data_dir=str(folder), parameter_specs=specs)
-    model = GRUAudioConfig(cond_size=len(specs), hidden_size=8, num_layers=1)
-    write_config(folder, data, model, TrainConfig())
-    torch.manual_seed(0)
-    save_checkpoint(folder / LAST_CHECKPOINT, {"model": RNN(model).state_dict(), "model_config": asdict(model),
+    write_config(folder, data, model.config, TrainConfig())
+    save_checkpoint(folder / LAST_CHECKPOINT, {"model": model.state_dict(), "model_config": asdict(model.config),
                                                "epoch": 1, "loss_history": [5.0], "epoch_batch_losses": []})
     return folder
+
+
+@pytest.fixture(scope="session")
+def built_runtime() -> Path:
+    """The C runtime and the Pd external, built from the sources here (make does nothing when they are current)."""
+    import subprocess
+
+    for folder in ("runtime", "pd/rnncontrol~"):
+        subprocess.run(["make", "-s", "-C", str(ROOT / folder)], check=True, capture_output=True, timeout=300)
+    return ROOT / "runtime"

@@ -125,5 +125,5 @@ def test_auto_backend_falls_back_to_torch_without_numba(monkeypatch):
 
 
 def test_an_unknown_backend_is_refused_with_the_choices():
-    with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'torch', 'numba'\), got 'cuda'"):
+    with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'torch', 'numba', 'c'\), got 'cuda'"):
         run_inference(random_model(0), np.zeros((10, 3), np.float32), backend="cuda")

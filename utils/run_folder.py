@@ -16,6 +16,7 @@ import torch
 from audioDataLoader.audio_dataset import AudioDatasetConfig
 from model.gru_audio_model import RNN, GRUAudioConfig
 from utils.atomic_write import write_atomically
+from utils.model_file import read_model_file
 
 FORMAT_VERSION = 2
 # Settings that config.json and checkpoints gained in version 2, at the values every version 1 run was trained with.
@@ -207,11 +208,16 @@ def newest_run(output_dir: str | Path = "output") -> Path:
 
 def load_model(run_directory: str | Path, device: torch.device | str | None = None,
                checkpoint: str | Path | None = None) -> tuple[RNN, dict]:
-    """Return (model in eval mode with the run's last (or given) checkpoint, the run's config)."""
+    """Return (model in eval mode with the run's last (or given) checkpoint, the run's config).
+
+    `run_directory` may also be a model file written by export.py; its config then holds "model" and "data".
+    """
     run_directory = Path(run_directory)
-    config = read_config(run_directory)
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
+    if run_directory.is_file():
+        return read_model_file(run_directory, device)
+    config = read_config(run_directory)
     checkpoint = Path(checkpoint or run_directory / LAST_CHECKPOINT)
     state = load_checkpoint(checkpoint, device)
     _check_checkpoint_fits(state, config["model"], checkpoint, run_directory / CONFIG_NAME)

@@ -1,0 +1,288 @@
+/* Loading an exported model: the file's metadata and tensors checked against each other, the weights laid out for
+ * the per-sample loop. The layout of the file is described in the README's "Exported model files" section. */
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "safetensors.h"
+
+static int fail(char *error, size_t error_size, const char *format, ...) {
+    va_list args;
+    va_start(args, format);
+    vsnprintf(error, error_size, format, args);
+    va_end(args);
+    return -1;
+}
+
+static int metadata_int(const st_file *file, const char *key, long low, long high, int *value, char *error,
+                        size_t error_size) {
+    const char *text = st_metadata(file, key);
+    char *end;
+    if (!text) return fail(error, error_size, "metadata '%s' missing: export the model with export.py", key);
+    long v = strtol(text, &end, 10);
+    if (*text == '\0' || *end != '\0' || v < low || v > high)
+        return fail(error, error_size, "metadata '%s' is '%s', not a whole number in [%ld, %ld]", key, text, low, high);
+    *value = (int)v;
+    return 0;
+}
+
+static int metadata_float(const st_file *file, const char *key, float *value, char *error, size_t error_size) {
+    const char *text = st_metadata(file, key);
+    char *end;
+    if (!text) return fail(error, error_size, "metadata '%s' missing: export the model with export.py", key);
+    double v = strtod(text, &end);
+    if (*text == '\0' || *end != '\0' || !isfinite(v))
+        return fail(error, error_size, "metadata '%s' is '%s', not a number", key, text);
+    *value = (float)v;
+    return 0;
+}
+
+/* Copies the float32 tensor `name` of shape (rows, cols), or (rows) when cols is 0, into values as doubles. */
+static int read_tensor(const st_file *file, const char *name, int rows, int cols, double *values, char *error,
+                       size_t error_size) {
+    const st_tensor *t = st_tensor_named(file, name);
+    int ndim = cols ? 2 : 1;
+    if (!t) return fail(error, error_size, "tensor '%s' missing", name);
+    if (strcmp(t->dtype, "F32") != 0)
+        return fail(error, error_size, "tensor '%s' is %s; the runtime reads F32 (float32)", name, t->dtype);
+    if (t->ndim != ndim || t->shape[0] != (uint64_t)rows || (cols && t->shape[1] != (uint64_t)cols))
+        return fail(error, error_size, "tensor '%s' has the wrong shape for the sizes in the metadata: want (%d%s%.0d)",
+                    name, rows, cols ? ", " : "", cols);
+    size_t count = (size_t)rows * (size_t)(cols ? cols : 1);
+    if (t->nbytes != count * sizeof(float))
+        return fail(error, error_size, "tensor '%s' holds %llu bytes for %zu floats", name,
+                    (unsigned long long)t->nbytes, count);
+    for (size_t i = 0; i < count; i++) {
+        float f;
+        memcpy(&f, t->data + i * sizeof f, sizeof f); /* the file's data need not be aligned */
+        values[i] = f;
+    }
+    return 0;
+}
+
+static void transpose_into(const double *rows_cols, int rows, int cols, float *cols_rows) {
+    for (int r = 0; r < rows; r++)
+        for (int c = 0; c < cols; c++) cols_rows[(size_t)c * rows + r] = (float)rows_cols[(size_t)r * cols + c];
+}
+
+static int read_sizes(const st_file *file, rc_model *m, char *error, size_t error_size) {
+    const char *format = st_metadata(file, "format");
+    if (!format || strcmp(format, "rnncontrol") != 0)
+        return fail(error, error_size, "not an RNNControl model file (no metadata format=rnncontrol): "
+                                       "export one with export.py");
+    int version, input_size;
+    if (metadata_int(file, "format_version", 0, 1000000, &version, error, error_size)) return -1;
+    if (version != RC_FORMAT_VERSION)
+        return fail(error, error_size, "the file has format version %d; this runtime reads version %d", version,
+                    RC_FORMAT_VERSION);
+    if (metadata_int(file, "input_size", 1, 1, &input_size, error, error_size) ||
+        metadata_int(file, "cond_size", 0, 1024, &m->P, error, error_size) ||
+        metadata_int(file, "hidden_size", 1, 8192, &m->H, error, error_size) ||
+        metadata_int(file, "num_layers", 1, 256, &m->L, error, error_size) ||
+        metadata_int(file, "numtokens", 2, 65536, &m->N, error, error_size) ||
+        metadata_int(file, "cond_every_layer", 0, 1, &m->cond_every_layer, error, error_size) ||
+        metadata_int(file, "encode", 0, 1, &m->encode, error, error_size) ||
+        metadata_int(file, "sample_rate", 1, 1000000, &m->sample_rate, error, error_size))
+        return -1;
+    return 0;
+}
+
+static int read_parameters(const st_file *file, rc_model *m, char *error, size_t error_size) {
+    for (int i = 0; i < m->P; i++) {
+        char key[64];
+        snprintf(key, sizeof key, "parameter.%d.name", i);
+        const char *name = st_metadata(file, key);
+        if (!name || !*name || strlen(name) >= MAX_NAME)
+            return fail(error, error_size, "metadata '%s' missing or longer than %d bytes", key, MAX_NAME - 1);
+        strcpy(m->names[i], name);
+        snprintf(key, sizeof key, "parameter.%d.min", i);
+        if (metadata_float(file, key, &m->low[i], error, error_size)) return -1;
+        snprintf(key, sizeof key, "parameter.%d.max", i);
+        if (metadata_float(file, key, &m->high[i], error, error_size)) return -1;
+        if (m->low[i] == m->high[i]) return fail(error, error_size, "parameter '%s' has an empty range", name);
+    }
+    return 0;
+}
+
+static size_t layer_inputs(const rc_model *m, int k) {
+    if (k == 0) return (size_t)(1 + m->P); /* the input projection is folded into layer 0 */
+    return (size_t)(m->cond_every_layer ? m->H + m->P : m->H);
+}
+
+/* Carves every array out of one allocation. */
+static int allocate_weights(rc_model *m) {
+    size_t G = 3 * (size_t)m->H, total = (size_t)m->H * m->N + 3 * (size_t)m->N + 2 * (size_t)m->P;
+    for (int k = 0; k < m->L; k++) total += layer_inputs(m, k) * G + (size_t)m->H * G + 2 * G;
+    m->weights = malloc(total * sizeof(float));
+    m->layers = calloc((unsigned)m->L, sizeof *m->layers);
+    m->names = calloc((unsigned)m->P + 1, sizeof *m->names);
+    if (!m->weights || !m->layers || !m->names) return -1;
+    float *at = m->weights;
+    for (int k = 0; k < m->L; k++) {
+        rc_layer *layer = &m->layers[k];
+        layer->inputs = (int)layer_inputs(m, k);
+        layer->w_ih_t = at, at += (size_t)layer->inputs * G;
+        layer->b_ih = at, at += G;
+        layer->w_hh_t = at, at += (size_t)m->H * G;
+        layer->b_hh = at, at += G;
+    }
+    m->out_w_t = at, at += (size_t)m->H * m->N;
+    m->out_b = at, at += m->N;
+    m->input_values = at, at += m->N;
+    m->decoded = at, at += m->N;
+    m->low = at, at += m->P;
+    m->high = at;
+    return 0;
+}
+
+/* Layer 0 reads the input projection's output only, so W_ih0 (proj_w x + proj_b) + b_ih0 folds into one
+ * (3H, 1 + P) affine map, computed in double. */
+static void fold_input_projection(rc_model *m, const double *proj_w, const double *proj_b, const double *w_ih,
+                                  const double *b_ih) {
+    int G = 3 * m->H, I = 1 + m->P;
+    rc_layer *layer = &m->layers[0];
+    for (int g = 0; g < G; g++) {
+        double bias = b_ih[g];
+        for (int h = 0; h < m->H; h++) bias += w_ih[(size_t)g * m->H + h] * proj_b[h];
+        layer->b_ih[g] = (float)bias;
+        for (int i = 0; i < I; i++) {
+            double sum = 0;
+            for (int h = 0; h < m->H; h++) sum += w_ih[(size_t)g * m->H + h] * proj_w[(size_t)h * I + i];
+            layer->w_ih_t[(size_t)i * G + g] = (float)sum;
+        }
+    }
+}
+
+/* Reads every tensor through the scratch arrays a (a matrix) and b (a vector). */
+static int read_matrices(const st_file *file, rc_model *m, double *proj_w, double *proj_b, double *a, double *b,
+                         char *error, size_t error_size) {
+    int H = m->H, G = 3 * H, I = 1 + m->P;
+    if (read_tensor(file, "input_proj.weight", H, I, proj_w, error, error_size) ||
+        read_tensor(file, "input_proj.bias", H, 0, proj_b, error, error_size))
+        return -1;
+    for (int k = 0; k < m->L; k++) {
+        rc_layer *layer = &m->layers[k];
+        int inputs = k == 0 ? H : layer->inputs;
+        char name[64];
+        snprintf(name, sizeof name, "gru.%d.weight_ih", k);
+        if (read_tensor(file, name, G, inputs, a, error, error_size)) return -1;
+        snprintf(name, sizeof name, "gru.%d.bias_ih", k);
+        if (read_tensor(file, name, G, 0, b, error, error_size)) return -1;
+        if (k == 0) {
+            fold_input_projection(m, proj_w, proj_b, a, b);
+        } else {
+            transpose_into(a, G, inputs, layer->w_ih_t);
+            for (int g = 0; g < G; g++) layer->b_ih[g] = (float)b[g];
+        }
+        snprintf(name, sizeof name, "gru.%d.weight_hh", k);
+        if (read_tensor(file, name, G, H, a, error, error_size)) return -1;
+        transpose_into(a, G, H, layer->w_hh_t);
+        snprintf(name, sizeof name, "gru.%d.bias_hh", k);
+        if (read_tensor(file, name, G, 0, b, error, error_size)) return -1;
+        for (int g = 0; g < G; g++) layer->b_hh[g] = (float)b[g];
+    }
+    if (read_tensor(file, "output.weight", m->N, H, a, error, error_size) ||
+        read_tensor(file, "output.bias", m->N, 0, b, error, error_size))
+        return -1;
+    transpose_into(a, m->N, H, m->out_w_t);
+    for (int n = 0; n < m->N; n++) m->out_b[n] = (float)b[n];
+    return 0;
+}
+
+static int read_weights(const st_file *file, rc_model *m, char *error, size_t error_size) {
+    int H = m->H, G = 3 * H, I = 1 + m->P;
+    size_t rows = (size_t)(m->N > G ? m->N : G); /* the most rows of any matrix: 3H, or N for the output */
+    double *proj_w = malloc(sizeof(double) * ((size_t)H * (I + 1) + rows * (H + m->P + 1)));
+    if (!proj_w) return fail(error, error_size, "out of memory");
+    double *proj_b = proj_w + (size_t)H * I, *a = proj_b + H, *b = a + rows * (H + m->P);
+    int status = read_matrices(file, m, proj_w, proj_b, a, b, error, error_size);
+    free(proj_w);
+    return status;
+}
+
+/* The class tables, as audioDataLoader computes them: index / (N - 1), or the decoded sample mapped to [0, 1]. */
+static void fill_class_tables(rc_model *m) {
+    double mu = m->N - 1;
+    for (int i = 0; i < m->N; i++) {
+        double y = i / mu * 2 - 1;
+        double decoded = (y > 0 ? 1 : y < 0 ? -1 : 0) * expm1(fabs(y) * log1p(mu)) / mu;
+        m->decoded[i] = (float)decoded;
+        m->input_values[i] = m->encode ? (float)i / (float)(m->N - 1) : ((float)decoded + 1.0f) / 2.0f;
+    }
+}
+
+static int host_is_little_endian(void) {
+    const uint16_t one = 1;
+    return *(const unsigned char *)&one == 1;
+}
+
+rc_model *rc_model_load_buffer(const void *buffer, size_t size, char *error, size_t error_size) {
+    if (!host_is_little_endian()) {
+        fail(error, error_size, "this runtime reads float32 little-endian files on little-endian machines only");
+        return NULL;
+    }
+    st_file file;
+    rc_model *m = calloc(1, sizeof *m);
+    int status = m ? st_parse(buffer, size, &file, error, error_size) : fail(error, error_size, "out of memory");
+    if (status == 0) status = read_sizes(&file, m, error, error_size);
+    if (status == 0 && allocate_weights(m)) status = fail(error, error_size, "out of memory");
+    if (status == 0) status = read_parameters(&file, m, error, error_size);
+    if (status == 0) status = read_weights(&file, m, error, error_size);
+    if (m) st_free(&file);
+    if (status != 0) {
+        rc_model_free(m);
+        return NULL;
+    }
+    fill_class_tables(m);
+    return m;
+}
+
+rc_model *rc_model_load(const char *path, char *error, size_t error_size) {
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fail(error, error_size, "cannot open %s: no such readable file", path);
+        return NULL;
+    }
+    long size = fseek(f, 0, SEEK_END) == 0 ? ftell(f) : -1;
+    unsigned char *buffer = size >= 0 ? malloc((size_t)size + 1) : NULL;
+    rc_model *m = NULL;
+    if (size < 0 || !buffer || fseek(f, 0, SEEK_SET) != 0 || fread(buffer, 1, (size_t)size, f) != (size_t)size) {
+        fail(error, error_size, "cannot read %s", path);
+    } else {
+        char reason[400];
+        m = rc_model_load_buffer(buffer, (size_t)size, reason, sizeof reason);
+        if (!m) fail(error, error_size, "%s: %s", path, reason);
+    }
+    free(buffer);
+    fclose(f);
+    return m;
+}
+
+void rc_model_free(rc_model *m) {
+    if (!m) return;
+    free(m->weights);
+    free(m->layers);
+    free(m->names);
+    free(m);
+}
+
+int rc_model_sample_rate(const rc_model *m) { return m->sample_rate; }
+int rc_model_numtokens(const rc_model *m) { return m->N; }
+int rc_model_num_layers(const rc_model *m) { return m->L; }
+int rc_model_hidden_size(const rc_model *m) { return m->H; }
+int rc_model_num_parameters(const rc_model *m) { return m->P; }
+const char *rc_model_parameter_name(const rc_model *m, int index) { return m->names[index]; }
+
+void rc_model_parameter_range(const rc_model *m, int index, float *low, float *high) {
+    *low = m->low[index];
+    *high = m->high[index];
+}
+
+int rc_model_parameter_index(const rc_model *m, const char *name) {
+    for (int i = 0; i < m->P; i++)
+        if (strcmp(m->names[i], name) == 0) return i;
+    return -1;
+}

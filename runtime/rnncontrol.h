@@ -1,0 +1,75 @@
+/* RNNControl's runtime: plays a model exported by export.py (safetensors, see the README's "Exported model files").
+ *
+ * Load a model once, make a voice per player, set its parameters, render. A model is read-only once loaded and a
+ * voice owns all its working memory, so each voice may render on its own thread; rendering allocates nothing.
+ * The arithmetic is PyTorch's GRU in float32 and the draw is the numba sampler's (top-n, temperature, splitmix64). */
+#ifndef RNNCONTROL_H
+#define RNNCONTROL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define RC_FORMAT_VERSION 1
+
+typedef struct rc_model rc_model;
+typedef struct rc_voice rc_voice;
+
+/* Returns the model in the file at path, or NULL with a one-line reason in error. */
+rc_model *rc_model_load(const char *path, char *error, size_t error_size);
+/* The same from the file's bytes in memory (copied; the buffer may be freed afterwards). */
+rc_model *rc_model_load_buffer(const void *buffer, size_t size, char *error, size_t error_size);
+void rc_model_free(rc_model *model);
+
+int rc_model_sample_rate(const rc_model *model);
+int rc_model_numtokens(const rc_model *model);
+int rc_model_num_layers(const rc_model *model);
+int rc_model_hidden_size(const rc_model *model);
+int rc_model_num_parameters(const rc_model *model);
+const char *rc_model_parameter_name(const rc_model *model, int index);
+/* The parameter's value in its own units that maps to 0, and the one that maps to 1. */
+void rc_model_parameter_range(const rc_model *model, int index, float *low, float *high);
+/* Returns the parameter's index, or -1 when the model has no parameter of that name. */
+int rc_model_parameter_index(const rc_model *model, const char *name);
+
+/* A voice starts from silence with a zero hidden state, parameters mid-range, top_n 3, temperature 1 and the
+ * random stream state `seed`. Returns NULL when out of memory. */
+rc_voice *rc_voice_new(const rc_model *model, uint64_t seed);
+void rc_voice_free(rc_voice *voice);
+/* Back to silence and a zero hidden state; parameters, settings and random stream stay. */
+void rc_voice_reset(rc_voice *voice);
+/* The splitmix64 state that the next draw advances. */
+void rc_voice_set_random_state(rc_voice *voice, uint64_t state);
+uint64_t rc_voice_random_state(const rc_voice *voice);
+/* Draw among the n most likely classes; n <= 0 or >= numtokens draws among all, 1 takes the most likely. */
+void rc_voice_set_top_n(rc_voice *voice, int top_n);
+/* Returns 0, or -1 (and changes nothing) unless temperature > 0. */
+int rc_voice_set_temperature(rc_voice *voice, float temperature);
+/* Sets a parameter by name in its own units; returns 0, or -1 when the model has no such parameter. */
+int rc_voice_set_parameter(rc_voice *voice, const char *name, float value);
+/* Sets parameter `index` mapped to [0, 1] (the network's own scale). */
+void rc_voice_set_normalized(rc_voice *voice, int index, float value);
+
+/* Renders n samples of float audio in [-1, 1] with the parameters held. */
+void rc_voice_render(rc_voice *voice, float *audio, int n);
+/* Renders n samples following cond (n rows of num_parameters values in [0, 1]); writes the mu-law classes to
+ * codes and the audio to audio, each when not NULL. The parameters are then held at cond's last row. */
+void rc_voice_render_conditioned(rc_voice *voice, const float *cond, int32_t *codes, float *audio, int n);
+
+/* Teacher forcing: feeds x (1 + num_parameters values: the audio input in [0, 1], then the parameters) and
+ * returns the numtokens logits, valid until the voice's next call. The voice's last class is left as it was. */
+const float *rc_voice_step(rc_voice *voice, const float *x);
+/* The hidden state, num_layers rows of hidden_size floats; writable, to start from a primed state. */
+float *rc_voice_hidden(rc_voice *voice);
+/* The class fed back at the next step; returns -1 (and changes nothing) when out of range. */
+int rc_voice_set_previous(rc_voice *voice, int code);
+int rc_voice_previous(const rc_voice *voice);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,110 @@
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from export import export
+from model.c_sampler import CModel, CVoice
+from tests.conftest import ROOT
+from utils.pitch import cents_error, estimate_f0, midi_to_hz
+
+EXTERNAL = ROOT / "pd" / "rnncontrol~"
+QUICK_RUN = ROOT / "tests" / "fixtures" / "quick_run"
+pytestmark = pytest.mark.usefixtures("built_runtime")
+
+
+@pytest.fixture(scope="module")
+def model_file(tmp_path_factory):
+    """The small trained run of tests/fixtures, exported."""
+    return export(QUICK_RUN, tmp_path_factory.mktemp("model") / "model.safetensors")
+
+
+def pd_message(text: str) -> str:
+    return text.replace(",", " \\,").replace(";", " \\;")
+
+
+def player_patch(start: str, changes: list[tuple[float, str]], stop_ms: float) -> str:
+    """Return a patch that plays model.safetensors into out.wav: `start` at load, each (ms, message) of `changes`
+    when its time comes, and stops and quits Pd at stop_ms."""
+    lines = ["#N canvas 0 50 600 400 12;", "#X obj 10 10 loadbang;", "#X obj 10 40 t b b b;",
+             "#X msg 10 70 \\; pd dsp 1;", "#X obj 10 100 rnncontrol~ model.safetensors;",
+             "#X obj 10 130 writesf~ 1;", "#X msg 150 70 open -bytes 4 out.wav \\, start;",
+             f"#X msg 300 70 {pd_message(start)};"]
+    connections = [(0, 0, 1), (1, 0, 2), (1, 1, 5), (5, 0, 4), (1, 2, 6), (6, 0, 3), (3, 0, 4)]
+    for ms, message, receiver in [*((ms, message, 3) for ms, message in changes), (stop_ms, "stop, ; pd quit", 4)]:
+        delay, box = len(lines) - 1, len(lines)  # object numbers: the lines less the canvas line
+        lines += [f"#X obj 10 200 delay {ms};", f"#X msg 10 230 {pd_message(message)};"]
+        connections += [(1, 0, delay), (delay, 0, box), (box, 0, receiver)]
+    lines += [f"#X connect {a} {outlet} {b} 0;" for a, outlet, b in connections]
+    return "\n".join(lines) + "\n"
+
+
+def play_in_pd(folder, model_file, patch: str, sample_rate: int) -> np.ndarray:
+    """Return what Pd, headless and faster than real time, writes with writesf~ from `patch` in `folder`."""
+    shutil.copy(model_file, folder / "model.safetensors")
+    (folder / "player.pd").write_text(patch)
+    result = subprocess.run(["pd", "-nogui", "-nosound", "-batch", "-stderr", "-noprefs", "-r", str(sample_rate),
+                             "-path", str(EXTERNAL), "player.pd"], cwd=folder, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and "error" not in result.stderr, result.stderr
+    audio, rate = sf.read(folder / "out.wav", dtype="float32")
+    assert rate == sample_rate
+    return audio
+
+
+def test_pd_plays_exactly_what_the_c_library_plays_for_the_same_seed_and_messages(tmp_path, model_file):
+    changes = [(400, "p 71"), (800, "a 0.3, p 66"), (1200, "temperature 0.7")]
+    audio = play_in_pd(tmp_path, model_file, player_patch("seed 5, top_n 3, instID 2, a 0.8, p 64", changes, 1600),
+                       sample_rate=16000)
+    # Pd's clock runs one DSP block ahead of the samples it writes: messages at t ms act from sample t * 16 - lag.
+    lag = 1600 * 16 - len(audio)
+    assert 0 <= lag <= 64
+
+    voice = CVoice(CModel.from_file(model_file), 5)
+    voice.set(3, 1.0)
+    for name, value in (("instID", 2), ("a", 0.8), ("p", 64)):
+        voice.set_parameter(name, value)
+    expected, position = [], 0
+    for ms, message in changes:
+        expected.append(voice.render(ms * 16 - lag - position))
+        position = ms * 16 - lag
+        for setting in message.split(", "):
+            name, value = setting.split()
+            voice.set(3, float(value)) if name == "temperature" else voice.set_parameter(name, float(value))
+    expected.append(voice.render(len(audio) - position))
+    np.testing.assert_array_equal(audio, np.concatenate(expected))
+
+
+def test_pd_at_44100_hz_plays_the_pitches_its_note_messages_ask_for(tmp_path, model_file):
+    notes = [64, 71, 67]
+    changes = [(1000 * i, f"note {pitch} 100") for i, pitch in enumerate(notes) if i]
+    audio = play_in_pd(tmp_path, model_file, player_patch(f"seed 1, instID 1, note {notes[0]} 100", changes, 3000),
+                       sample_rate=44100)
+    assert len(audio) > 2.9 * 44100
+    for i, pitch in enumerate(notes):
+        held = audio[int((i + 0.25) * 44100):int((i + 1) * 44100) - 2048]  # past the change, and its transient
+        f0, voiced = estimate_f0(held, 44100)
+        assert voiced.mean() > 0.8
+        error = np.median(np.abs(cents_error(f0[voiced], midi_to_hz(pitch))))
+        assert error < 50, f"note {pitch}: median pitch error {error:.0f} cents"
+
+
+def test_the_help_patch_opens_and_plays_with_an_exported_model_beside_it(tmp_path, model_file):
+    shutil.copy(EXTERNAL / "rnncontrol~-help.pd", tmp_path)
+    shutil.copy(model_file, tmp_path / "model.safetensors")
+    result = subprocess.run(["pd", "-nogui", "-nosound", "-batch", "-stderr", "-noprefs", "-path", str(EXTERNAL),
+                             "-open", "rnncontrol~-help.pd", "-send", "pd quit"], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert "error" not in result.stderr and "couldn't create" not in result.stderr, result.stderr
+
+
+def test_pd_says_why_a_model_file_is_refused(tmp_path, model_file):
+    (tmp_path / "model.safetensors").write_bytes(model_file.read_bytes()[:1000])
+    (tmp_path / "player.pd").write_text("#N canvas 0 50 450 300 12;\n#X obj 10 10 rnncontrol~ model.safetensors;\n")
+    result = subprocess.run(["pd", "-nogui", "-nosound", "-batch", "-stderr", "-noprefs", "-path", str(EXTERNAL),
+                             "-open", "player.pd", "-send", "pd quit"], cwd=tmp_path, capture_output=True, text=True,
+                            timeout=60)
+    assert "rnncontrol~: " in result.stderr and "truncated" in result.stderr, result.stderr
