@@ -9,8 +9,8 @@ import pytest
 import soundfile as sf
 
 from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset
-from evaluate import (EvaluationConfig, NearestCentroid, PLOTS, f0_range, glide_track, harmonic_features,
-                      level_rank_correlation, main, measure_note, rms_db, spearman, value_group)
+from evaluate import (PLOTS, STAGES, EvaluationConfig, NearestCentroid, evaluate_run, f0_range, glide_track,
+                      harmonic_features, level_rank_correlation, main, measure_note, rms_db, spearman, value_group)
 from tests.conftest import ROOT, TINY_SPECS, write_tone
 from train import train
 from utils.pitch import midi_to_hz
@@ -175,6 +175,12 @@ def test_evaluate_notebook_is_committed_with_outputs_cleared():
     assert any("parameters" in cell["metadata"].get("tags", []) for cell in notebook["cells"])
 
 
+def test_evaluate_run_reports_each_stage_as_it_ends(tiny_run):
+    stages = []
+    evaluate_run(tiny_run, EvaluationConfig(**TINY_OPTIONS), progress=stages.append)
+    assert stages == list(STAGES)
+
+
 def test_evaluate_notebook_runs_on_a_tiny_run(tiny_run, tmp_path):
     executed = tmp_path / "Evaluate.ipynb"
     papermill.execute_notebook(str(ROOT / "Evaluate.ipynb"), str(executed), kernel_name="python3", cwd=str(ROOT),
@@ -182,3 +188,4 @@ def test_evaluate_notebook_runs_on_a_tiny_run(tiny_run, tmp_path):
     outputs = [out for cell in json.loads(executed.read_text())["cells"] for out in cell.get("outputs", [])]
     assert sum("image/png" in out.get("data", {}) for out in outputs) >= len(PLOTS)
     assert any("text/markdown" in out.get("data", {}) for out in outputs)
+    assert any("application/vnd.jupyter.widget-view+json" in out.get("data", {}) for out in outputs)  # the progress bar
