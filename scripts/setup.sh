@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Creates .venv with RNNControl's dependencies and, where we are root on Debian,
-# installs FluidSynth and the FluidR3 General MIDI SoundFont for the default data set.
+# installs FluidSynth and the FluidR3 General MIDI SoundFont for the default data set,
+# and Chromium for the live-play browser test (Playwright drives Debian's build, never a downloaded one).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -11,6 +12,11 @@ if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
         apt-get update -q
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
             libfluidsynth3 fluid-soundfont-gm
+    fi
+    if ! dpkg -s chromium >/dev/null 2>&1; then
+        echo "== installing Chromium for the browser test (apt)"
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends chromium
     fi
 else
     echo "== not root on Debian: install FluidSynth and a GM SoundFont yourself (see README);"

@@ -1,9 +1,13 @@
 // Live play in the browser: knobs, a Play/Stop button, volume, buffer health and latency, Web MIDI. The kernel
 // renders audio only when this side pulls it (see live_play.py for the protocol); an AudioWorklet plays it from
 // a jitter buffer (jitter_buffer_worklet.js, sent as the `_worklet` trait).
-const STATUS_EVERY = 4; // worklet status every 4 quanta, about 11 ms at 48 kHz: the pull loop's clock
-const PULL_MIN_MS = 20; // smallest block asked for, so messages stay few
-const TARGET_START_MS = 80; // audio kept buffered at the start: the latency floor on a quiet link
+const STATUS_EVERY = 8; // worklet status every 8 quanta, about 21 ms at 48 kHz: the pull loop's clock
+// Smallest block asked for. Each message costs the kernel, the server and the page more than rendering 50 ms of
+// audio does, so blocks are few and large; the buffer then swings between target - 50 ms and the target.
+const PULL_MIN_MS = 50;
+const TARGET_START_MS = 120; // audio kept buffered at the start: the latency floor on a quiet link
+const SHOW_EVERY_MS = 250; // the readouts' refresh: the page has better things to do than repaint them
+const PREFILL_SHARE = 0.5; // after a gap the worklet waits for this share of the target before it plays again
 const TARGET_STEP_MS = 20; // added at each underflow: a slow link costs latency, never a pile-up of gaps
 const TARGET_MAX_MS = 600;
 const LATENCY_SHOWN = 20; // the readout is the median of the last 20 knob moves heard
@@ -34,12 +38,18 @@ class Session {
     this.lastMark = 0;
     this.latencies = [];
     this.realTime = NaN;
+    this.shownAt = 0;
     this.tapChunks = null;
     this.onMessage = (message, buffers) => this.fromKernel(message, buffers);
   }
 
   frames(ms) {
     return Math.round((ms * this.sourceRate) / 1000);
+  }
+
+  // Below the target, so the worklet starts while the pull loop tops the buffer up to the target.
+  prefill() {
+    return this.frames(PREFILL_SHARE * this.targetMs);
   }
 
   async start(volume) {
@@ -49,7 +59,7 @@ class Session {
     URL.revokeObjectURL(url);
     this.node = new AudioWorkletNode(this.context, "jitter-buffer-player", {
       numberOfInputs: 0, outputChannelCount: [1],
-      processorOptions: { sourceRate: this.sourceRate, statusEvery: STATUS_EVERY, prefill: this.frames(this.targetMs) },
+      processorOptions: { sourceRate: this.sourceRate, statusEvery: STATUS_EVERY, prefill: this.prefill() },
     });
     this.gain = new GainNode(this.context, { gain: volume });
     this.node.connect(this.gain).connect(this.context.destination);
@@ -76,7 +86,7 @@ class Session {
   topUp() {
     const buffered = this.status.buffered + (this.posted - this.status.received);
     const asked = [...this.inflight.values()].reduce((a, b) => a + b, 0);
-    const lacking = this.frames(this.targetMs) - buffered - asked;
+    const lacking = Math.floor(this.frames(this.targetMs) - buffered - asked);
     if (lacking < this.frames(PULL_MIN_MS)) return;
     const id = ++this.nextPull;
     this.inflight.set(id, lacking);
@@ -93,8 +103,8 @@ class Session {
     const samples = new Float32Array(view.buffer.slice(view.byteOffset, view.byteOffset + view.byteLength));
     const audio = { type: "audio", samples };
     if (message.control > this.lastMark) audio.mark = this.lastMark = message.control;
+    this.posted += samples.length; // before the transfer empties `samples`
     this.node.port.postMessage(audio, [samples.buffer]);
-    this.posted += samples.length;
     this.realTime = message.real_time;
     this.topUp();
   }
@@ -103,11 +113,14 @@ class Session {
     if (message.type === "status") {
       if (message.underflows > this.status.underflows) {
         this.targetMs = Math.min(TARGET_MAX_MS, this.targetMs + TARGET_STEP_MS);
-        this.node.port.postMessage({ type: "prefill", frames: this.frames(this.targetMs) });
+        this.node.port.postMessage({ type: "prefill", frames: this.prefill() });
       }
       this.status = message;
       this.topUp();
-      this.onChange({});
+      if (performance.now() - this.shownAt > SHOW_EVERY_MS) {
+        this.shownAt = performance.now();
+        this.onChange({});
+      }
     } else if (message.type === "played") {
       this.heard(message.mark);
     } else if (message.type === "tap") {
@@ -239,7 +252,8 @@ function render({ model, el }) {
   root.rnnLiveTest = {
     record: (on) => session.record(on),
     recording: () => base64(session.recording()),
-    health: () => ({ ...session.health(), latencies: session.latencies, sampleRate: session.context.sampleRate }),
+    health: () => ({ ...session.health(), latencies: session.latencies, sampleRate: session.context.sampleRate,
+                     inflight: [...session.inflight.values()], posted: session.posted, status: session.status }),
   };
   el.append(root);
   return () => session?.stop();
