@@ -27,6 +27,7 @@ from tqdm.auto import tqdm
 
 from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset
 from model.gru_audio_model import RNN, GRUAudioConfig
+from utils.lr_schedule import SCHEDULES, learning_rate
 from utils.run_folder import (LAST_CHECKPOINT, load_checkpoint, read_config, save_checkpoint,
                               write_atomically, write_config)
 
@@ -38,7 +39,11 @@ class TrainConfig:
     num_epochs: int = 40
     batches_per_epoch: int = 100
     batch_size: int = 256  # per process when run under torchrun
-    lr: float = 0.005
+    lr: float = 0.005  # the peak rate of a schedule
+    lr_schedule: str = "constant"  # or "cosine": linear warm-up, then a half cosine down (utils/lr_schedule.py)
+    warmup: float = 0.05  # the cosine schedule's share of batches spent warming up
+    lr_final: float = 0.05  # the cosine schedule's last rate, as a share of lr
+    grad_clip: float = 0.0  # largest gradient norm, all parameters together; 0: no clipping
     savemodeldir: str = "output"
     savemodel_interval: int = 10
     seed: int = 0
@@ -47,18 +52,29 @@ class TrainConfig:
     bf16: bool = False  # bf16 autocast on CUDA
     resume: str | None = None  # a run folder to continue
 
+    def __post_init__(self) -> None:
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
+
 
 # The original notebook's keys, and where each goes.
 DATA_KEYS = {"datadir": "data_dir", "props": "parameter_specs", "seqLen": "sequence_length",
              "noise": "noise_weight", "add_noise": "add_noise", "encode": "encode", "numtokens": "numtokens",
-             "sample_rate": "sample_rate", "exclude": "exclude"}
-MODEL_KEYS = {"hiddenSize": "hidden_size", "nLayers": "num_layers", "dropout": "dropout", "numtokens": "numtokens"}
+             "sample_rate": "sample_rate", "exclude": "exclude", "pitch_parameter": "pitch_parameter",
+             "pitch_shift": "pitch_shift"}
+MODEL_KEYS = {"hiddenSize": "hidden_size", "nLayers": "num_layers", "dropout": "dropout", "numtokens": "numtokens",
+              "cond_every_layer": "cond_every_layer"}
 TRAIN_KEYS = {f.name: f.name for f in fields(TrainConfig)}
 
 PRESETS = {
     "default": {},
     # About four minutes on two CPU cores: enough for recognisable pitch and timbre, not for polish.
     "quick": {"num_epochs": 20, "batches_per_epoch": 75, "batch_size": 64},
+    # The original network and recipe, whatever the defaults become: 4 x 48, parameters into the first layer only
+    # (69,232 weights), constant rate, no clipping, no augmentation, 40 x 100 batches of 256.
+    "original": {"hiddenSize": 48, "nLayers": 4, "dropout": 0.1, "cond_every_layer": False, "lr": 0.005,
+                 "lr_schedule": "constant", "grad_clip": 0.0, "pitch_shift": 0.0, "seqLen": 256,
+                 "num_epochs": 40, "batches_per_epoch": 100, "batch_size": 256},
 }
 
 
@@ -187,13 +203,19 @@ def forward_per_step(model: RNN, x: torch.Tensor) -> torch.Tensor:
 
 
 def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, inputs: torch.Tensor,
-               targets: torch.Tensor, per_step: bool = False, bf16: bool = False) -> torch.Tensor:
-    """Return the batch's loss (detached, not synchronised) after one forward, backward and optimizer step."""
+               targets: torch.Tensor, per_step: bool = False, bf16: bool = False,
+               grad_clip: float = 0.0) -> torch.Tensor:
+    """Return the batch's loss (detached, not synchronised) after one forward, backward and optimizer step.
+
+    grad_clip > 0 scales the gradients down where their norm, all parameters together, exceeds it.
+    """
     with torch.autocast(inputs.device.type, dtype=torch.bfloat16, enabled=bf16 and inputs.device.type == "cuda"):
         logits = forward_per_step(model, inputs) if per_step else model(inputs)[0]
     loss = F.cross_entropy(logits.float().flatten(0, 1), targets.flatten())
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
+    if grad_clip > 0:
+        torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
     return loss.detach()
 
@@ -365,11 +387,9 @@ def _model_and_optimizer(start: _Start, device: torch.device) -> tuple[RNN, torc
     torch.manual_seed(start.train.seed)
     model = RNN(start.model).to(device)
     optimizer = torch.optim.Adam(model.parameters(), lr=start.train.lr)
-    if start.checkpoint:
+    if start.checkpoint:  # the saved state carries the old rate; each batch sets its own
         model.load_state_dict(start.checkpoint["model"])
         optimizer.load_state_dict(start.checkpoint["optimizer"])
-        for group in optimizer.param_groups:  # the saved state carries the old rate; an `lr` given now wins
-            group["lr"] = start.train.lr
     return model, optimizer
 
 
@@ -385,7 +405,11 @@ def _train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, datas
         torch.manual_seed(dropout_seed)
         inputs, targets = dataset.sample_batch(config.batch_size, torch.Generator().manual_seed(data_seed))
         inputs, targets = inputs.to(device, non_blocking=True), targets.to(device, non_blocking=True)
-        losses.append(train_step(model, optimizer, inputs, targets, config.per_step, config.bf16))
+        rate = learning_rate(config.lr_schedule, config.lr, epoch * config.batches_per_epoch + batch,
+                             config.num_epochs * config.batches_per_epoch, config.warmup, config.lr_final)
+        for group in optimizer.param_groups:
+            group["lr"] = rate
+        losses.append(train_step(model, optimizer, inputs, targets, config.per_step, config.bf16, config.grad_clip))
         bar.update()
 
 
@@ -411,13 +435,17 @@ def _parse_args(argv: list[str] | None = None) -> dict:
     parser.add_argument("--exclude", action="append", metavar="NAME=V1,V2",
                         help="hold out files with these parameter values, e.g. p=67,71")
     for key, kind in [("num_epochs", int), ("batches_per_epoch", int), ("batch_size", int), ("seqLen", int),
-                      ("lr", float), ("noise", float), ("hiddenSize", int), ("nLayers", int),
+                      ("lr", float), ("lr_schedule", str), ("warmup", float), ("lr_final", float),
+                      ("grad_clip", float), ("pitch_parameter", str), ("pitch_shift", float),
+                      ("noise", float), ("hiddenSize", int), ("nLayers", int),
                       ("numtokens", int), ("dropout", float), ("sample_rate", int), ("savemodeldir", str),
                       ("savemodel_interval", int), ("seed", int), ("device", str)]:
         parser.add_argument(f"--{key}", type=kind)
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run folder")
     parser.add_argument("--per_step", action="store_true", default=None, help="one GRU call per time step")
     parser.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast on CUDA")
+    parser.add_argument("--cond_every_layer", action=argparse.BooleanOptionalAction, default=None,
+                        help="feed the parameters to every GRU layer, not only the first")
     args = vars(parser.parse_args(argv))
     params = dict(PRESETS[args.pop("preset")])
     if args["props"]:

@@ -12,6 +12,7 @@ import soundfile as sf
 import torch
 from torch.utils.data import Dataset
 
+from audioDataLoader import pitch_shift
 from audioDataLoader.mulaw import mu_law_decode, mu_law_encode
 
 
@@ -32,6 +33,11 @@ class AudioDatasetConfig:
     sample_rate: int = 16000
     # Held-out values, e.g. {"p": [67, 71]}: files with these parameter values are left out.
     exclude: dict[str, list[float]] = field(default_factory=dict)
+    # The parameter that is a pitch in semitones (MIDI), for pitch-shift augmentation; None: no parameter is.
+    pitch_parameter: str | None = None
+    # Pitch-shift augmentation: each window is resampled by a random shift of up to this many semitones either
+    # way and its pitch_parameter moves with it. 0: off.
+    pitch_shift: float = 0.0
 
     def __post_init__(self) -> None:
         self.parameter_specs = {k: (float(lo), float(hi)) for k, (lo, hi) in self.parameter_specs.items()}
@@ -41,6 +47,13 @@ class AudioDatasetConfig:
         for name in self.exclude:
             if name not in self.parameter_specs:
                 raise ValueError(f"exclude names {name!r}, which is not in parameter_specs {list(self.parameter_specs)}")
+        if self.pitch_parameter is not None and self.pitch_parameter not in self.parameter_specs:
+            raise ValueError(f"pitch_parameter {self.pitch_parameter!r} is not in parameter_specs "
+                             f"{list(self.parameter_specs)}; name the parameter that holds the pitch in semitones")
+        if not 0 <= self.pitch_shift <= 12:
+            raise ValueError(f"pitch_shift must be between 0 and 12 semitones, got {self.pitch_shift}")
+        if self.pitch_shift and self.pitch_parameter is None:
+            raise ValueError("pitch_shift needs pitch_parameter: the parameter whose value moves with the shift")
 
 
 def parse_filename_parameters(filename: str, names: list[str]) -> dict[str, float]:
@@ -147,10 +160,15 @@ class MuLawAudioDataset(Dataset):
     def _load_audio(self) -> None:
         seq = self.config.sequence_length
         audio = [read_mono(path, self.config.sample_rate) for path in self.files]
+        needed = int(pitch_shift.span(seq + 1, pitch_shift.read_ratio(self.config.pitch_shift))) + 1
         for path, samples in zip(self.files, audio):
             if len(samples) < seq + 1:
                 raise ValueError(f"{path} has {len(samples)} samples, fewer than sequence_length+1 = {seq + 1}. "
                                  "Remove it or lower sequence_length.")
+            if len(samples) < needed:
+                raise ValueError(f"{path} has {len(samples)} samples, fewer than the {needed} that a window of "
+                                 f"sequence_length {seq} shifted by pitch_shift {self.config.pitch_shift} reads. "
+                                 "Remove it, or lower sequence_length or pitch_shift.")
         lengths = torch.tensor([len(a) for a in audio])
         self.file_starts = torch.cumsum(lengths, 0) - lengths
         windows = lengths - seq
@@ -178,18 +196,44 @@ class MuLawAudioDataset(Dataset):
         seq = self.config.sequence_length
         file = torch.searchsorted(self.window_ends, index, right=True)
         start = self.file_starts[file] + index - self.window_starts[file]
-        positions = start[:, None] + torch.arange(seq + 1)
-        codes = self.codes[positions].long()
-        if self.audio is None:
-            audio_in = self.input_values[codes[:, :-1]]
+        params = self.parameters[file]
+        if self.config.pitch_shift:
+            codes, audio_in, params = self._shifted_windows(file, start, params, generator)
         else:
-            audio_in = (self.audio[positions[:, :-1]] + 1) / 2
+            positions = start[:, None] + torch.arange(seq + 1)
+            codes = self.codes[positions].long()
+            if self.audio is None:
+                audio_in = self.input_values[codes[:, :-1]]
+            else:
+                audio_in = (self.audio[positions[:, :-1]] + 1) / 2
         if self.config.add_noise:
             noise = torch.rand(audio_in.shape, generator=generator) - 0.5
             audio_in = audio_in + self.config.noise_weight * noise
-        params = self.parameters[file][:, None, :].expand(-1, seq, -1)
-        inputs = torch.cat([audio_in[..., None], params], dim=-1)
+        inputs = torch.cat([audio_in[..., None], params[:, None, :].expand(-1, seq, -1)], dim=-1)
         return inputs, codes[:, 1:, None]
+
+    def _shifted_windows(self, file: torch.Tensor, start: torch.Tensor, params: torch.Tensor,
+                         generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return (codes (B, T+1), audio input (B, T), parameters (B, P)) of windows shifted in pitch."""
+        config, length = self.config, self.config.sequence_length + 1
+        semitones = pitch_shift.draw_shifts(len(file), config.pitch_shift, generator)
+        ratio = pitch_shift.read_ratio(semitones)
+        file_end = self.file_starts[file] + self.window_ends[file] - self.window_starts[file] + length - 1
+        start = pitch_shift.fit_starts(start, ratio, length, self.file_starts[file], file_end)
+        if self.audio is None:
+            def samples_at(positions: torch.Tensor) -> torch.Tensor:
+                return mu_law_decode(self.codes[positions].long(), config.numtokens)
+        else:
+            def samples_at(positions: torch.Tensor) -> torch.Tensor:
+                return self.audio[positions]
+        audio = pitch_shift.read_resampled(samples_at, start, ratio, length)
+        codes = mu_law_encode(audio, config.numtokens)
+        audio_in = self.input_values[codes[:, :-1]] if self.audio is None else (audio[:, :-1].clamp(-1, 1) + 1) / 2
+        column = list(config.parameter_specs).index(config.pitch_parameter)
+        low, high = config.parameter_specs[config.pitch_parameter]
+        params = params.clone()
+        params[:, column] += (semitones / (high - low)).float()
+        return codes, audio_in, params
 
     def nbytes(self) -> int:
         """Return the bytes held by the dataset's tensors."""

@@ -128,21 +128,27 @@ class _GradientSums:
         return torch.cat([self.d_b_hh[:2 * size], self.d_b_in])
 
 
-def projected_gru_forward(projection: nn.Linear, gru: nn.GRU, x: torch.Tensor,
-                          hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (outputs (B, T, H), hidden (L, B, H)) equal to gru(projection(x), hidden) for a batch_first gru."""
+def projected_gru_forward(projection: nn.Linear, layers: list[tuple[torch.Tensor, ...]], cond: torch.Tensor | None,
+                          x: torch.Tensor, hidden: torch.Tensor,
+                          dropout: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Return (outputs (B, T, H), hidden (L, B, H)) of GRU layers over projection(x), as nn.GRU computes them.
+
+    `layers` holds each layer's (weight_ih, weight_hh, bias_ih, bias_hh); `cond` (B, T, P), where given, follows the
+    layer below's output in the inputs of every layer above the first; `dropout` acts between layers.
+    """
     layer_input = x.transpose(0, 1).contiguous()
+    cond = None if cond is None else cond.transpose(0, 1)
     last_states = []
-    for k in range(gru.num_layers):
-        w_ih, w_hh, b_ih, b_hh = (getattr(gru, f"{name}_l{k}") for name in ("weight_ih", "weight_hh", "bias_ih",
-                                                                               "bias_hh"))
+    for k, (w_ih, w_hh, b_ih, b_hh) in enumerate(layers):
         if k == 0:
             # The projection is linear and feeds only layer 0, so it folds into that layer's input weights: the
             # layer's whole-sequence matrix products then run over the few raw inputs instead of H features.
             w_ih, b_ih = w_ih @ projection.weight, torch.addmv(b_ih, w_ih, projection.bias)
         else:
             # Where nn.GRU drops out: between layers, on the sequence only, never on the returned hidden state.
-            layer_input = F.dropout(layer_input, gru.dropout, gru.training)
+            layer_input = F.dropout(layer_input, dropout, dropout > 0)
+            if cond is not None:
+                layer_input = torch.cat([layer_input, cond], dim=-1)
         layer_input = GRULayer.apply(layer_input, hidden[k], w_ih, w_hh, b_ih, b_hh)
         last_states.append(layer_input[-1])
     return layer_input.transpose(0, 1), torch.stack(last_states)

@@ -16,8 +16,10 @@ from numba import prange
 from model.gru_audio_model import RNN
 
 # Every fast-math licence except assuming no infinities or NaNs (the top-n search starts from -inf); numpy's error
-# model, because Python's zero-division check on every `/` keeps LLVM from vectorising the gate loops.
-_COMPILE = dict(cache=True, error_model="numpy", fastmath={"nsz", "arcp", "contract", "afn", "reassoc"})
+# model, because Python's zero-division check on every `/` keeps LLVM from vectorising the gate loops. nogil: a
+# live player generates on its own thread while the main thread keeps handling controls.
+_COMPILE = dict(cache=True, nogil=True, error_model="numpy",
+                fastmath={"nsz", "arcp", "contract", "afn", "reassoc"})
 # Helpers are inlined into the compiled entry points, whose flags they then take.
 _inline = numba.njit(inline="always")
 
@@ -41,7 +43,8 @@ class GRUWeights(NamedTuple):
 
     in_w_t: np.ndarray  # (1 + P, 3H): layer 0's input weights with the input projection folded in
     in_b: np.ndarray  # (3H,)
-    w_ih_t: np.ndarray  # (L - 1, H, 3H): input weights of layers 1.., gate columns r, z, n
+    w_ih_t: np.ndarray  # (L - 1, H, 3H): input weights of layers 1.. from the layer below, gate columns r, z, n
+    cond_w_t: np.ndarray  # (L - 1, P or 0, 3H): their weights from the parameters (none in the original network)
     b_ih: np.ndarray  # (L - 1, 3H)
     w_hh_t: np.ndarray  # (L, H, 3H)
     b_hh: np.ndarray  # (L, 3H)
@@ -54,19 +57,20 @@ def gru_weights(model: RNN) -> GRUWeights:
     def array(tensor: torch.Tensor) -> np.ndarray:
         return tensor.detach().cpu().double().numpy()
 
-    def stacked(name: str) -> np.ndarray:
-        return np.stack([array(getattr(model.gru, f"{name}_l{k}")) for k in range(model.config.num_layers)])
-
     def contiguous(values: np.ndarray) -> np.ndarray:
         return np.ascontiguousarray(values, dtype=np.float32)
 
-    w_ih, b_ih = stacked("weight_ih"), stacked("bias_ih")
+    layers = [[array(tensor) for tensor in layer] for layer in model.gru_layers()]
+    w_ih, w_hh, b_ih, b_hh = ([layer[i] for layer in layers] for i in range(4))
+    size, cond_size = model.config.hidden_size, model.config.cond_size
+    upper = np.stack(w_ih[1:]) if len(layers) > 1 else np.zeros((0, 3 * size, size))
     proj_w, proj_b = array(model.input_proj.weight), array(model.input_proj.bias)
     # The input projection is linear and feeds only layer 0, so it folds into that layer's (3H, 1+P) weights.
     return GRUWeights(
         in_w_t=contiguous((w_ih[0] @ proj_w).T), in_b=contiguous(w_ih[0] @ proj_b + b_ih[0]),
-        w_ih_t=contiguous(w_ih[1:].transpose(0, 2, 1)), b_ih=contiguous(b_ih[1:]),
-        w_hh_t=contiguous(stacked("weight_hh").transpose(0, 2, 1)), b_hh=contiguous(stacked("bias_hh")),
+        w_ih_t=contiguous(upper[:, :, :size].transpose(0, 2, 1)),
+        cond_w_t=contiguous(upper[:, :, size:size + cond_size].transpose(0, 2, 1)), b_ih=contiguous(b_ih[1:]),
+        w_hh_t=contiguous(np.stack(w_hh).transpose(0, 2, 1)), b_hh=contiguous(np.stack(b_hh)),
         out_w_t=contiguous(array(model.output.weight).T), out_b=contiguous(array(model.output.bias)),
     )
 
@@ -79,11 +83,17 @@ def seed_states(seed: int | None, voices: int) -> np.ndarray:
 @_inline
 def _affine_columns(weight_t, bias, vector, out):
     """Write vector @ weight_t + bias into out."""
+    out[:] = bias
+    _add_columns(weight_t, vector, out)
+
+
+@_inline
+def _add_columns(weight_t, vector, out):
+    """Add vector @ weight_t to out."""
     # Passes along the outputs, eight inputs a pass: no sums across vector lanes (which cost more than the products
     # in dot products of 48 inputs), and an eighth of the loads and stores of `out` that one input a pass makes.
     # On an AVX-512 Xeon a 256 x 48 matrix took 515 ns this way, 1,188 ns one input a pass, 1,128 ns by row blocks;
     # a whole step then reads its 245 KB of weights from L2 at close to the cache's speed.
-    out[:] = bias
     inputs = weight_t.shape[0]
     k = 0
     while k + 8 <= inputs:
@@ -129,6 +139,7 @@ def _step(weights, x, hidden, gi, gh, logits):
             _affine_columns(weights.in_w_t, weights.in_b, x, gi)
         else:
             _affine_columns(weights.w_ih_t[layer - 1], weights.b_ih[layer - 1], hidden[layer - 1], gi)
+            _add_columns(weights.cond_w_t[layer - 1], x[1:], gi)  # nothing to add in the original network
         _affine_columns(weights.w_hh_t[layer], weights.b_hh[layer], hidden[layer], gh)
         _gru_update(gi, gh, hidden[layer])
     _affine_columns(weights.out_w_t, weights.out_b, hidden[hidden.shape[0] - 1], logits)

@@ -34,6 +34,8 @@ def gliding_conditioning(length: int) -> np.ndarray:
     GRUAudioConfig(),
     GRUAudioConfig(cond_size=2, hidden_size=10, num_layers=1, numtokens=30),  # sizes that are no multiple of a vector, one layer
     GRUAudioConfig(cond_size=1, hidden_size=7, num_layers=3, numtokens=13),
+    GRUAudioConfig(cond_every_layer=True),
+    GRUAudioConfig(cond_size=2, hidden_size=10, num_layers=3, numtokens=30, cond_every_layer=True),
 ])
 def test_compiled_step_logits_match_pytorch_over_hundreds_of_steps(config):
     model = random_model(0, config)

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from inference import load_model
-from train import configs_from_params, train, train_step
+from model.gru_audio_model import RNN
+from train import PRESETS, configs_from_params, train, train_step
 from utils.run_folder import LAST_CHECKPOINT, load_checkpoint, read_config
 from tests.conftest import TINY_SPECS
 
@@ -18,6 +19,9 @@ def params(tiny_data_dir, tmp_path) -> dict:
     return {"datadir": str(tiny_data_dir), "props": TINY_SPECS, "num_epochs": 2, "batches_per_epoch": 3,
             "batch_size": 8, "seqLen": 64, "savemodeldir": str(tmp_path / "output"), "savemodel_interval": 1,
             "seed": 0}
+
+
+TRAIN_BUDGET = ("num_epochs", "batches_per_epoch", "batch_size", "seqLen")
 
 
 def test_original_notebook_keys_reach_their_configs():
@@ -77,7 +81,13 @@ def test_ctrl_c_saves_before_stopping(params, capsys):
     assert "interrupted: saved" in capsys.readouterr().out
 
 
-def test_ctrl_c_within_an_epoch_resumes_to_the_uninterrupted_run(params, monkeypatch):
+RECIPE = {"cond_every_layer": True, "lr_schedule": "cosine", "warmup": 0.2, "lr_final": 0.1, "grad_clip": 0.5,
+          "pitch_parameter": "p", "pitch_shift": 0.5}
+
+
+@pytest.mark.parametrize("recipe", [{}, RECIPE], ids=["original recipe", "every option"])
+def test_ctrl_c_within_an_epoch_resumes_to_the_uninterrupted_run(params, monkeypatch, recipe):
+    params = {**params, **recipe}
     straight = train({**params, "num_epochs": 3})
     steps = []
 
@@ -97,6 +107,29 @@ def test_ctrl_c_within_an_epoch_resumes_to_the_uninterrupted_run(params, monkeyp
     assert resumed["loss_history"] == pytest.approx(expected["loss_history"], rel=1e-5)
     for name, tensor in expected["model"].items():
         assert torch.allclose(resumed["model"][name], tensor, atol=1e-5), name
+
+
+def test_every_recipe_option_is_recorded_in_config_json_and_kept_on_resume(params):
+    run_dir = train({**params, **RECIPE, "num_epochs": 1})
+    saved = json.loads((run_dir / "config.json").read_text())
+    sections = {"cond_every_layer": "model", "pitch_parameter": "data", "pitch_shift": "data"}
+    assert all(saved[sections.get(key, "train")][key] == value for key, value in RECIPE.items())
+    train({"resume": str(run_dir), "num_epochs": 2})
+    config = read_config(run_dir)
+    assert config["model"].cond_every_layer and config["data"].pitch_shift == 0.5
+    assert config["train"]["lr_schedule"] == "cosine" and config["train"]["grad_clip"] == 0.5
+    model, _ = load_model(run_dir, "cpu")
+    assert model.config.cond_every_layer
+
+
+def test_original_preset_is_the_original_network_and_trains_as_before(params):
+    data, model, config = configs_from_params(PRESETS["original"])
+    assert RNN(model).num_parameters() == 69_232 and data.pitch_shift == 0
+    assert (config.lr_schedule, config.grad_clip, config.num_epochs, config.batch_size) == ("constant", 0, 40, 256)
+    recipe = {k: v for k, v in PRESETS["original"].items() if k not in TRAIN_BUDGET}
+    run_dir = train({**params, **recipe})
+    # The loss of this tiny run as the code before the recipe options (commit be12003) trained it.
+    assert load_checkpoint(run_dir / LAST_CHECKPOINT)["loss_history"] == pytest.approx([5.503011, 5.190388], abs=1e-4)
 
 
 def test_resume_takes_the_same_settings_and_refuses_changed_data_model_or_unknown_keys(params):
