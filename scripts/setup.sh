@@ -13,6 +13,13 @@ if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
             libfluidsynth3 fluid-soundfont-gm
     fi
+    if ! dpkg -s jackd2 libportaudio2 >/dev/null 2>&1; then
+        echo "== installing the JACK server and PortAudio for live play (apt)"
+        # jackd2 asks whether to allow real-time scheduling for the audio group: no (live.py needs no group).
+        echo "jackd2 jackd/tweak_rt_limits boolean false" | debconf-set-selections
+        apt-get update -q
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends jackd2 libportaudio2
+    fi
     if ! dpkg -s chromium >/dev/null 2>&1; then
         echo "== installing Chromium for the browser test (apt)"
         apt-get update -q
@@ -21,6 +28,8 @@ if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
 else
     echo "== not root on Debian: install FluidSynth and a GM SoundFont yourself (see README);"
     echo "   without them the default data set falls back to additive synthesis."
+    echo "   For live play install a JACK server (jackd2) and PortAudio (libportaudio2);"
+    echo "   for the browser test, Chromium at /usr/bin/chromium."
 fi
 
 if [ ! -x .venv/bin/python ]; then

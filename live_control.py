@@ -1,0 +1,134 @@
+"""Control of live play from outside Python: OSC messages over UDP and MIDI input (mido + python-rtmidi).
+
+Both call the same four controls as Python does (`set`, `note_on`, `note_off`, `bend`) on a target, normally a
+LiveSynth. A bad message is reported on one line through `report` and dropped; it never stops the listener.
+"""
+from __future__ import annotations
+
+import errno
+import sys
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+Report = Callable[[str], None]
+
+
+class Controls(Protocol):
+    """What OSC and MIDI drive."""
+
+    def set(self, **values: float) -> None: ...
+    def note_on(self, note: float, velocity: float = 100) -> None: ...
+    def note_off(self, note: float) -> None: ...
+    def bend(self, semitones: float) -> None: ...
+
+
+def _stderr(message: str) -> None:
+    print(message, file=sys.stderr)
+
+
+def parse_cc(texts: list[str], names: list[str]) -> dict[int, str]:
+    """Return {controller number: parameter} from texts like "1=a", checking both sides."""
+    mapping = {}
+    for text in texts:
+        number, _, name = text.partition("=")
+        if not number.strip().isdigit() or not 0 <= int(number) <= 127 or not name:
+            raise ValueError(f"--cc {text!r}: write CONTROLLER=PARAMETER with a controller 0..127, e.g. --cc 1=a")
+        if name not in names:
+            raise ValueError(f"--cc {text!r}: this run has no parameter {name!r}; its parameters are {names}")
+        mapping[int(number)] = name
+    return mapping
+
+
+class MidiMapping:
+    """Turns MIDI messages into controls: notes and velocity, pitch bend in semitones, control changes to parameters."""
+
+    def __init__(self, target: Controls, specs: dict[str, tuple[float, float]], cc: dict[int, str] | None = None,
+                 bend_range: float = 2.0, report: Report = _stderr) -> None:
+        self.target, self.specs, self.cc, self.bend_range, self.report = target, specs, cc or {}, bend_range, report
+
+    def handle(self, message: Any) -> None:
+        """Apply one mido message; anything else (clock, aftertouch, other controllers) is ignored."""
+        try:
+            if message.type == "note_on" and message.velocity > 0:
+                self.target.note_on(message.note, message.velocity)
+            elif message.type in ("note_on", "note_off"):
+                self.target.note_off(message.note)
+            elif message.type == "pitchwheel":
+                self.target.bend(message.pitch / 8192 * self.bend_range)
+            elif message.type == "control_change" and message.control in self.cc:
+                name = self.cc[message.control]
+                low, high = self.specs[name]
+                self.target.set(**{name: low + (high - low) * message.value / 127})
+        except ValueError as error:
+            self.report(f"MIDI {message}: {error}")
+
+
+def open_midi_input(port: str | None, virtual: bool, callback: Callable[[Any], None]):
+    """Return an open mido input calling `callback` per message: `port` by name, or a new virtual port if asked."""
+    import mido
+
+    try:
+        if virtual:
+            return mido.open_input(port or "RNNControl", virtual=True, callback=callback)
+        names = mido.get_input_names()
+    except (SystemError, OSError) as error:  # python-rtmidi's error when the ALSA sequencer is absent
+        raise ValueError(f"MIDI is unavailable here ({error}): the ALSA sequencer (/dev/snd/seq) is needed; "
+                         f"control over OSC (--osc_port) instead") from None
+    if port not in names:
+        raise ValueError(f"no MIDI input port {port!r}; the ports are {names or 'none'} "
+                         f"(or pass --midi_virtual to make one that other programs connect to)")
+    return mido.open_input(port, callback=callback)
+
+
+class OscListener:
+    """A UDP server on (host, port) whose messages drive the controls, served by its own thread."""
+
+    def __init__(self, target: Controls, port: int, host: str = "127.0.0.1", report: Report = _stderr) -> None:
+        from pythonosc.dispatcher import Dispatcher
+        from pythonosc.osc_server import ThreadingOSCUDPServer
+
+        self.target, self.report = target, report
+        dispatcher = Dispatcher()
+        dispatcher.map("/param/*", self._param)
+        dispatcher.map("/note_on", self._note_on)
+        dispatcher.map("/note_off", self._note_off)
+        dispatcher.set_default_handler(self._unknown)
+        try:
+            self.server = ThreadingOSCUDPServer((host, port), dispatcher)
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise ValueError(f"OSC port {port} on {host} is busy (another program listens on it): "
+                                 f"choose another with --osc_port") from None
+            raise ValueError(f"cannot listen for OSC on {host}:{port} ({error}); check --osc_host") from None
+        self.port = self.server.server_address[1]
+        self._thread = threading.Thread(target=self.server.serve_forever, name="live-osc", daemon=True)
+        self._thread.start()
+
+    def _param(self, address: str, *args: Any) -> None:
+        self._call(address, args, 1, lambda value: self.target.set(**{address[len("/param/"):]: value}))
+
+    def _note_on(self, address: str, *args: Any) -> None:
+        self._call(address, args, 2, self.target.note_on)
+
+    def _note_off(self, address: str, *args: Any) -> None:
+        self._call(address, args, 1, self.target.note_off)
+
+    def _unknown(self, address: str, *args: Any) -> None:
+        self.report(f"OSC {address}: unknown address; use /param/<name> <value>, /note_on <pitch> <velocity> "
+                    f"or /note_off <pitch>")
+
+    def _call(self, address: str, args: tuple, count: int, control: Callable[..., None]) -> None:
+        if len(args) != count:
+            self.report(f"OSC {address} {list(args)}: expects {count} number(s)")
+            return
+        try:
+            control(*args)
+        except ValueError as error:
+            self.report(f"OSC {address} {list(args)}: {error}")
+
+    def close(self) -> None:
+        """Stop serving and free the port."""
+        self.server.shutdown()
+        self.server.server_close()
+        self._thread.join()

@@ -1,0 +1,342 @@
+"""The live engine: renders the next output frames on demand, applying timed control events at their own sample.
+
+No audio backend is involved: `pull(frames)` returns float32 audio at the output rate, the voices mixed, and the
+real-time layer (live_audio.py), a notebook widget or a test calls it. Controls use the run's own parameter names
+and units and may come from any thread; they queue events that the next `pull` applies.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import math
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+import numba
+import numpy as np
+import soxr
+
+from audioDataLoader.audio_dataset import input_value_table, normalize_parameters
+from audioDataLoader.mulaw import mu_law_decode, mu_law_encode
+from live_voices import DRONE, Start, VoiceAllocator
+from model.gru_audio_model import RNN
+from model.numba_sampler import gru_weights, sample_numba, seed_states
+
+RESAMPLE_QUALITIES = ("QQ", "LQ", "MQ", "HQ")
+
+
+@dataclass
+class EngineConfig:
+    """How the engine plays: voices, output rate, which parameters notes set, and the control smoothing times."""
+
+    voices: int = 1
+    output_rate: int = 48000
+    pitch: str | None = "p"  # the parameter a note's number sets, in its own units (MIDI note numbers)
+    velocity: str | None = "a"  # the parameter a note's velocity (0-127) sets, mapped onto the parameter's range
+    smooth_ms: float = 5.0  # every set() glides over this long, so steps make no zipper noise
+    glide_ms: float = 60.0  # with one voice, a new note glides to its pitch over this long
+    attack_ms: float = 5.0
+    release_ms: float = 80.0
+    drone: bool = False  # voice 0 sounds from the start, so set() and /param play without a note
+    initial: dict[str, float] = field(default_factory=dict)  # starting values; the others start mid-range
+    top_n: int = 3
+    temperature: float = 1.0
+    seed: int | None = None
+    # soxr's quick cubic resampler adds 0.1 ms; its filtered qualities add 1 to 24 ms of delay (measured).
+    resample_quality: str = "QQ"
+    # numba threads for the sampler while pulling. One: on the loaded 2-core machine a 2-voice block of 43 samples
+    # took 1.0-1.5 ms on one thread and 15-21 ms when numba's thread pool had to be woken for it (measured).
+    threads: int = 1
+
+
+def check_finite(name: str, value: float) -> float:
+    """Return value as a float, or raise ValueError naming `name` if it is not a finite number."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: {value!r} is not a number; give a finite number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name}: {value!r} is not finite; give a finite number")
+    return number
+
+
+@dataclass(order=True)
+class _Event:
+    sample: int  # model-rate sample it takes effect at; -1: as soon as possible
+    order: int
+    kind: str = field(compare=False)
+    args: tuple = field(compare=False)
+    queued_at: float = field(compare=False)
+
+
+class _Ramps:
+    """Per voice, per channel linear ramps: from value v0 at sample s0 to v1 over d samples (d >= 1)."""
+
+    def __init__(self, voices: int, channels: int, values: np.ndarray) -> None:
+        self.s0 = np.zeros((voices, channels))
+        self.d = np.ones((voices, channels))
+        self.v0 = np.broadcast_to(values, (voices, channels)).astype(np.float64)
+        self.v1 = self.v0.copy()
+
+    def at(self, voices: np.ndarray, samples: np.ndarray) -> np.ndarray:
+        """Return the values (len(voices), len(samples), channels) at the given samples."""
+        s0, d = self.s0[voices][:, None], self.d[voices][:, None]
+        v0, v1 = self.v0[voices][:, None], self.v1[voices][:, None]
+        fraction = np.clip((samples[None, :, None] - s0 + 1) / d, 0.0, 1.0)
+        return v0 + (v1 - v0) * fraction
+
+    def start(self, voice: int, channel: int, sample: int, target: float, length: int) -> None:
+        """Ramp from the value just before `sample` to `target`, reaching it `length` samples later."""
+        current = self.at(np.array([voice]), np.array([sample - 1.0]))[0, 0, channel]
+        self.s0[voice, channel], self.d[voice, channel] = sample, max(length, 1)
+        self.v0[voice, channel], self.v1[voice, channel] = current, target
+
+
+class LiveEngine:
+    """A trained model played live: `set`, `ramp`, `note_on`, `note_off`, `bend` queue events; `pull` renders."""
+
+    def __init__(self, model: RNN, data_config, config: EngineConfig | None = None) -> None:
+        self.config = config = config or EngineConfig()
+        self.specs = dict(data_config.parameter_specs)
+        self.model_rate = int(data_config.sample_rate)
+        self.names = list(self.specs)
+        self._check_config(config)
+        numtokens = model.config.numtokens
+        self._numtokens = numtokens
+        self._weights = gru_weights(model)
+        self._input_values = input_value_table(numtokens, data_config.encode).numpy().astype(np.float32)
+        self._silence = int(mu_law_encode(np.zeros(1), numtokens)[0])
+        voices, layers, hidden = config.voices, model.config.num_layers, model.config.hidden_size
+        self._previous = np.full(voices, self._silence, dtype=np.int64)
+        self._hidden = np.zeros((voices, layers, hidden), dtype=np.float32)
+        self._states = seed_states(config.seed, voices)
+        self._notes_started = itertools.count()
+        self.defaults = np.array([config.initial.get(n, sum(self.specs[n]) / 2) for n in self.names], dtype=np.float64)
+        self._params = _Ramps(voices, len(self.names), self.defaults)
+        self._gain = _Ramps(voices, 1, np.zeros(1))
+        self._free_at = np.full(voices, np.inf)
+        self._voices = VoiceAllocator(voices)
+        self._notes: dict[int, float] = {}  # voice -> the note number it plays (before bend)
+        self._bend = 0.0
+        self.mix_gain = 1.0 / math.sqrt(voices)  # headroom: N uncorrelated voices sum to one voice's power
+        self._events: list[_Event] = []
+        self._order = itertools.count()
+        self._lock = threading.Lock()
+        self._resampler = None if self.model_rate == config.output_rate else soxr.ResampleStream(
+            self.model_rate, config.output_rate, 1, dtype="float32", quality=config.resample_quality)
+        self._pending = np.zeros(0, dtype=np.float32)
+        self.generated = 0  # model-rate samples rendered so far
+        self.frames = 0  # output frames returned by pull so far: the engine's clock
+        self.late_events = 0  # events whose time had already been rendered; they took effect at once
+        self.landed: deque[tuple[float, int]] = deque(maxlen=100_000)  # (event queued_at, output frame it lands on)
+        self._warm_up()
+        if config.drone:
+            self._voices.note_on(DRONE)
+            self._gain.v0[0] = self._gain.v1[0] = 1.0
+            self._free_at[0] = np.inf
+
+    def _warm_up(self) -> None:
+        # The first call compiles the sampler (or loads it from numba's cache): do it now, not in the audio path.
+        cond = normalize_parameters(self.defaults[None, None], self.specs)
+        sample_numba(self._weights, cond, self._previous[:1].copy(), self._hidden[:1].copy(), self._input_values,
+                     self.config.top_n, self.config.temperature, self._states[:1].copy())
+
+    def _check_config(self, config: EngineConfig) -> None:
+        if config.threads < 1:
+            raise ValueError(f"threads must be at least 1, got {config.threads}")
+        if config.voices < 1:
+            raise ValueError(f"voices must be at least 1, got {config.voices}")
+        if config.output_rate <= 0:
+            raise ValueError(f"output rate must be positive, got {config.output_rate}")
+        if config.resample_quality not in RESAMPLE_QUALITIES:
+            raise ValueError(f"resample quality must be one of {RESAMPLE_QUALITIES}, got {config.resample_quality!r}")
+        if config.temperature <= 0:
+            raise ValueError(f"temperature must be > 0, got {config.temperature}")
+        for name in ("smooth_ms", "glide_ms", "attack_ms", "release_ms"):
+            if not check_finite(name, getattr(config, name)) >= 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
+        for name, value in config.initial.items():
+            self._check_name(name)
+            check_finite(name, value)
+
+    # ---- controls: validated in the caller's thread, applied by pull at their sample ----
+
+    def set(self, at: int | None = None, **values: float) -> None:
+        """Set parameters in their own units (gliding over smooth_ms), at output frame `at` or as soon as possible."""
+        self.ramp(ms=self.config.smooth_ms, at=at, **values)
+
+    def ramp(self, ms: float, at: int | None = None, **values: float) -> None:
+        """Ramp parameters linearly to the given values (own units) over `ms` milliseconds."""
+        ms = check_finite("ms", ms)
+        if ms < 0:
+            raise ValueError(f"ms: a ramp lasts 0 ms or more, got {ms}")
+        checked = [(self._check_name(name), check_finite(name, value)) for name, value in values.items()]
+        self._queue(at, "ramp", (checked, ms))
+
+    def note_on(self, note: float, velocity: float = 100, at: int | None = None) -> None:
+        """Start a note: its number sets the pitch parameter, its velocity (0-127) the velocity parameter."""
+        self._check_notes_playable()
+        note, velocity = check_finite("note", note), check_finite("velocity", velocity)
+        if not 0 <= velocity <= 127:
+            raise ValueError(f"velocity must be within 0..127, got {velocity}")
+        self._queue(at, "note_on", (note, velocity))
+
+    def note_off(self, note: float, at: int | None = None) -> None:
+        """Release a note: its voice fades out over release_ms and is freed."""
+        self._check_notes_playable()
+        self._queue(at, "note_off", (check_finite("note", note),))
+
+    def bend(self, semitones: float, at: int | None = None) -> None:
+        """Shift the pitch of every note by `semitones` (a pitch wheel)."""
+        self._check_notes_playable()
+        self._queue(at, "bend", (check_finite("bend", semitones),))
+
+    def _check_name(self, name: str) -> int:
+        if name not in self.specs:
+            raise ValueError(f"unknown parameter {name!r}: this run's parameters are {self.names}")
+        return self.names.index(name)
+
+    def _check_notes_playable(self) -> None:
+        for role, name in (("pitch", self.config.pitch), ("velocity", self.config.velocity)):
+            if name is not None and name not in self.specs:
+                raise ValueError(f"notes need a parameter for their {role}, and this run has no {name!r} "
+                                 f"(its parameters are {self.names}): choose one with --{role} NAME, "
+                                 f"or play with set()/ramp() or OSC /param/NAME")
+        if self.config.pitch is None:
+            raise ValueError("notes need a pitch parameter and none is configured: choose one with --pitch NAME")
+
+    def _queue(self, at: int | None, kind: str, args: tuple) -> None:
+        if at is None:
+            sample = -1
+        else:
+            sample = int(round(check_finite("at", at) * self.model_rate / self.config.output_rate))
+        event = _Event(sample, next(self._order), kind, args, time.perf_counter())
+        with self._lock:
+            heapq.heappush(self._events, event)
+
+    # ---- rendering ----
+
+    def pull(self, frames: int) -> np.ndarray:
+        """Return the next `frames` output frames, float32 in [-1, 1] at the output rate."""
+        ratio = self.config.output_rate / self.model_rate
+        callers_threads = numba.get_num_threads()
+        numba.set_num_threads(min(self.config.threads, numba.config.NUMBA_NUM_THREADS))  # for this thread only
+        try:
+            while len(self._pending) < frames:
+                needed = max(1, math.ceil((frames - len(self._pending)) / ratio))
+                audio = self._render(needed)
+                if self._resampler is not None:
+                    audio = self._resampler.resample_chunk(audio)
+                self._pending = np.concatenate([self._pending, audio])
+        finally:
+            numba.set_num_threads(callers_threads)
+        block, self._pending = self._pending[:frames], self._pending[frames:]
+        self.frames += frames
+        return block
+
+    def output_frame(self, sample: int) -> int:
+        """Return the output frame at which model sample `sample` is heard (the resampler's delay included)."""
+        delay = self._resampler.delay() if self._resampler is not None else 0.0
+        return int(round(sample * self.config.output_rate / self.model_rate + delay))
+
+    def sounding(self) -> int:
+        """Return how many voices sound now."""
+        return len(self._voices.sounding())
+
+    def _render(self, count: int) -> np.ndarray:
+        """Return the next `count` model-rate samples of the mix, applying each event at its sample."""
+        out = np.zeros(count, dtype=np.float32)
+        start, end = self.generated, self.generated + count
+        while start < end:
+            stop = self._apply_due(start, end)
+            if stop > start:
+                out[start - self.generated:stop - self.generated] = self._mix(start, stop)
+            start = stop
+        self.generated = end
+        self._free_released(end)
+        return np.clip(out, -1.0, 1.0)
+
+    def _free_released(self, sample: int) -> None:
+        for voice in np.flatnonzero(self._free_at <= sample):
+            self._voices.free(voice)
+            self._free_at[voice] = np.inf
+
+    def _apply_due(self, start: int, end: int) -> int:
+        """Apply the events due at `start`; return where the next one is due (or `end`)."""
+        with self._lock:
+            due = []
+            while self._events and self._events[0].sample <= start:
+                due.append(heapq.heappop(self._events))
+            next_due = self._events[0].sample if self._events else end
+        for event in due:
+            if 0 <= event.sample < start:
+                self.late_events += 1
+            getattr(self, f"_apply_{event.kind}")(start, *event.args)
+            self.landed.append((event.queued_at, self.output_frame(start)))
+        self._free_released(start)
+        return min(next_due, end, int(min(self._free_at.min(), end)))
+
+    def _mix(self, start: int, stop: int) -> np.ndarray:
+        active = np.array(self._voices.sounding(), dtype=np.int64)
+        if len(active) == 0:
+            return np.zeros(stop - start, dtype=np.float32)
+        samples = np.arange(start, stop, dtype=np.float64)
+        cond = normalize_parameters(self._params.at(active, samples), self.specs)
+        previous, hidden, states = self._previous[active], self._hidden[active], self._states[active]
+        codes, hidden = sample_numba(self._weights, cond, previous, hidden, self._input_values,
+                                     self.config.top_n, self.config.temperature, states)
+        self._previous[active], self._hidden[active], self._states[active] = previous, hidden, states
+        gain = self._gain.at(active, samples)[..., 0]
+        return (mu_law_decode(codes, self._numtokens) * gain).sum(axis=0).astype(np.float32) * self.mix_gain
+
+    def _samples(self, ms: float) -> int:
+        return int(round(ms * self.model_rate / 1000))
+
+    def _apply_ramp(self, sample: int, settings: list[tuple[int, float]], ms: float) -> None:
+        for channel, value in settings:
+            self.defaults[channel] = value
+            for voice in range(self.config.voices):
+                self._params.start(voice, channel, sample, value, self._samples(ms))
+
+    def _apply_note_on(self, sample: int, note: float, velocity: float) -> None:
+        voice, start = self._voices.note_on(note)
+        self._notes[voice] = note
+        targets = {self.config.pitch: note + self._bend}
+        if self.config.velocity is not None:
+            low, high = self.specs[self.config.velocity]
+            targets[self.config.velocity] = low + (high - low) * velocity / 127
+        glide = {Start.FRESH: 0, Start.LEGATO: self.config.glide_ms, Start.STOLEN: self.config.smooth_ms}[start]
+        if start is Start.FRESH:
+            self._restart(voice, sample)
+        for name, value in targets.items():
+            self._params.start(voice, self.names.index(name), sample, value, self._samples(glide))
+        self._gain.start(voice, 0, sample, 1.0, self._samples(self.config.attack_ms))
+        self._free_at[voice] = np.inf
+
+    def _restart(self, voice: int, sample: int) -> None:
+        """Give `voice` a fresh stream: silent hidden state, a new random stream, the current parameter values."""
+        self._hidden[voice] = 0.0
+        self._previous[voice] = self._silence
+        # Each note's random stream depends only on the seed and how many notes started before it.
+        seed = np.random.SeedSequence(self.config.seed, spawn_key=(next(self._notes_started),))
+        self._states[voice] = seed.generate_state(1, dtype=np.uint64)[0]
+        for channel, value in enumerate(self.defaults):
+            self._params.start(voice, channel, sample, value, 0)
+        self._gain.start(voice, 0, sample, 0.0, 0)
+
+    def _apply_note_off(self, sample: int, note: float) -> None:
+        voice = self._voices.note_off(note)
+        if voice is None:
+            return
+        release = self._samples(self.config.release_ms)
+        self._gain.start(voice, 0, sample, 0.0, release)
+        self._free_at[voice] = sample + release
+
+    def _apply_bend(self, sample: int, semitones: float) -> None:
+        self._bend = semitones
+        channel = self.names.index(self.config.pitch)
+        for voice, note in self._notes.items():
+            if self._voices.held(voice) is not None:
+                self._params.start(voice, channel, sample, note + semitones, self._samples(self.config.smooth_ms))

@@ -1,0 +1,197 @@
+"""LiveSynth through a dummy JACK server the tests start, and the command line without a sound card."""
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jack
+import numpy as np
+import pytest
+import soundfile as sf
+import torch
+from pythonosc.udp_client import SimpleUDPClient
+
+from audioDataLoader.audio_dataset import AudioDatasetConfig
+from live import LiveSynth
+from live_audio import AudioUnavailable
+from live_control import OscListener
+from live_engine import EngineConfig
+from live_outputs import open_output
+from model.gru_audio_model import RNN, GRUAudioConfig
+from utils.jack_dummy import dummy_jack_server
+from utils.pitch import estimate_f0, hz_to_midi
+from utils.run_folder import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+QUICK_RUN = ROOT / "tests" / "fixtures" / "quick_run"
+RATE = 48000
+
+
+@pytest.fixture(scope="module")
+def jack_server() -> str:
+    with dummy_jack_server(RATE, 128) as name:
+        yield name
+
+
+@pytest.fixture(scope="module")
+def random_model() -> RNN:
+    torch.manual_seed(0)
+    return RNN(GRUAudioConfig()).eval()
+
+
+class Capture:
+    """A second JACK client whose input port records what it is connected to, from the moment it is."""
+
+    def __init__(self, server: str, seconds: float) -> None:
+        self.audio = np.zeros(int(seconds * RATE), dtype=np.float32)
+        self.frames = 0
+        self.client = jack.Client("capture", servername=server)
+        self.port = self.client.inports.register("in")
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+
+    def _process(self, count: int) -> None:
+        take = min(count, len(self.audio) - self.frames)
+        self.audio[self.frames:self.frames + take] = self.port.get_array()[:take]
+        self.frames += take
+
+    def wait(self, frames: int, timeout: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout
+        while self.frames < frames and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def close(self) -> np.ndarray:
+        self.client.deactivate()
+        self.client.close()
+        return self.audio[:self.frames]
+
+
+def play_through_jack(synth: LiveSynth, server: str, seconds: float, during=None) -> np.ndarray:
+    capture = Capture(server, seconds)
+    try:
+        with synth:
+            capture.client.connect(synth.output.port, capture.port)
+            capture.wait(1)
+            if during is not None:
+                during(capture)
+            capture.wait(len(capture.audio))
+    finally:
+        audio = capture.close()
+    return audio
+
+
+def test_jack_plays_the_synth_and_the_capture_is_audio(jack_server, random_model):
+    synth = LiveSynth(random_model, AudioDatasetConfig(), EngineConfig(drone=True, seed=0), audio="jack",
+                      jack_server=jack_server, connect=False)
+    assert (synth.rate, synth.period) == (RATE, 128)
+    audio = play_through_jack(synth, jack_server, 1.0)
+    assert len(audio) == RATE
+    assert np.sqrt(np.mean(audio ** 2)) > 0.01 and len(np.unique(audio)) > 100
+
+
+
+def test_record_writes_exactly_what_was_played_underflows_included(random_model, tmp_path):
+    wav = tmp_path / "take.wav"
+    synth = LiveSynth(random_model, AudioDatasetConfig(), EngineConfig(drone=True, seed=0), audio="none",
+                      record=wav, realtime=False)
+    handed_out, play = [], synth.ring.play
+
+    def spy(out: np.ndarray) -> None:
+        play(out)
+        handed_out.append(out.copy())
+
+    synth.ring.play = spy
+    with synth:
+        time.sleep(0.4)
+        synth.generator.stop()  # starve the callback: what follows is silence, counted as underflows
+        time.sleep(0.1)
+    assert synth.ring.underflows > 0
+    recorded, rate = sf.read(wav, dtype="float32")
+    played = np.concatenate(handed_out)
+    assert rate == RATE and len(recorded) == len(played)
+    np.testing.assert_allclose(recorded, played, atol=1 / 32767)  # the WAV is 16-bit
+
+
+def test_an_osc_message_over_loopback_changes_the_pitch_of_the_capture(jack_server):
+    model, config = load_model(QUICK_RUN, "cpu")
+    engine = EngineConfig(drone=True, seed=0, initial={"instID": 2, "a": 0.8, "p": 64})
+    synth = LiveSynth(model, config["data"], engine, audio="jack", jack_server=jack_server, connect=False)
+    listener = OscListener(synth, 0)
+    client = SimpleUDPClient("127.0.0.1", listener.port)
+
+    def send_at_one_second(capture: Capture) -> None:
+        capture.wait(RATE)
+        client.send_message("/param/p", 72.0)
+
+    try:
+        audio = play_through_jack(synth, jack_server, 2.5, send_at_one_second)
+    finally:
+        listener.close()
+    f0, voiced = estimate_f0(audio, RATE, fmin=150, fmax=1000, frame_length=4096, hop_length=1024)
+    times = np.arange(len(f0)) * 1024 / RATE
+    before = np.median(hz_to_midi(f0[voiced & (times > 0.3) & (times < 0.9)]))
+    after = np.median(hz_to_midi(f0[voiced & (times > 1.6)]))
+    assert abs(before - 64) < 1.0 and abs(after - 72) < 1.0, (before, after)
+
+
+def test_no_jack_server_says_how_to_start_one():
+    with pytest.raises(AudioUnavailable, match="no JACK server 'rnncontrol-absent' is running.*--audio none"):
+        open_output("jack", RATE, 128, jack_server="rnncontrol-absent")
+
+
+def test_an_unknown_sound_card_names_the_devices_and_the_other_backends():
+    with pytest.raises(AudioUnavailable, match=r"no usable PortAudio output 'No Such Card'.*PortAudio host APIs.*"
+                                               r"--audio jack.*--audio none --record"):
+        open_output("portaudio", RATE, 128, device="No Such Card")
+
+
+@pytest.mark.parametrize("options, message", [
+    (dict(period=16), "--period must be within 32..2048 frames, got 16"),
+    (dict(buffer_ms=1.0), r"--buffer_ms 1.0 is shorter than one period \(128 frames = 2.67 ms\)"),
+    (dict(buffer_ms=float("nan")), "buffer_ms: nan is not finite"),
+    (dict(audio="alsa"), "--audio must be one of"),
+])
+def test_bad_audio_settings_are_refused(random_model, options, message):
+    with pytest.raises(ValueError, match=message):
+        LiveSynth(random_model, AudioDatasetConfig(), **{"audio": "none", **options})
+
+
+def test_python_controls_land_a_fixed_delay_after_the_call(random_model):
+    synth = LiveSynth(random_model, AudioDatasetConfig(), EngineConfig(voices=2, seed=0), audio="none",
+                      realtime=False)
+    with synth:
+        time.sleep(0.2)
+        synth.note_on(64, 100)
+        time.sleep(0.2)
+        assert synth.engine.sounding() == 1
+        synth.note_off(64)
+        time.sleep(0.3)
+    assert synth.engine.sounding() == 0
+    assert synth.engine.late_events == 0
+
+
+def run_live(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(ROOT / "live.py"), *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=300)
+
+
+def test_the_command_line_plays_without_a_sound_card_and_records(tmp_path):
+    wav = tmp_path / "take.wav"
+    result = run_live("--run_directory", str(QUICK_RUN), "--audio", "none", "--drone", "--seconds", "1",
+                      "--record", str(wav), "--param", "p=67", "--no_realtime")
+    assert result.returncode == 0, result.stderr
+    audio, rate = sf.read(wav)
+    assert rate == RATE and 0.9 * RATE < len(audio) < 1.5 * RATE and np.abs(audio).max() > 0.01
+    assert "underflows" in result.stdout and f"wrote {wav}" in result.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--cc", "1=volume"], "error: --cc '1=volume': this run has no parameter 'volume'"),
+    (["--param", "p=nan"], "error: --param p: 'nan' is not finite"),
+    (["--audio", "portaudio", "--device", "No Such Card"], "error: no usable PortAudio output 'No Such Card'"),
+    (["--voices", "0"], "error: voices must be at least 1"),
+])
+def test_command_line_errors_are_one_clear_line(args, message):
+    result = run_live("--run_directory", str(QUICK_RUN), "--audio", "none", "--seconds", "0.1", *args)
+    assert result.returncode != 0
+    assert message in result.stderr and "Traceback" not in result.stderr

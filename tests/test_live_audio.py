@@ -1,0 +1,83 @@
+import time
+
+import numpy as np
+import pytest
+
+from live_audio import Generator, RingBuffer, played_audio
+
+
+def ramp(start: int, count: int) -> np.ndarray:
+    return np.arange(start, start + count, dtype=np.float32)
+
+
+def test_the_callback_copies_across_the_ring_end():
+    ring = RingBuffer(16)
+    out = np.empty(10, dtype=np.float32)
+    ring.write(ramp(0, 10))
+    ring.play(out)
+    ring.write(ramp(10, 12))  # wraps past the end of the 16-frame ring
+    ring.play(out)
+    np.testing.assert_array_equal(out, ramp(10, 10))
+    assert ring.underflows == 0 and ring.fill() == 2
+
+
+def test_an_underflow_plays_silence_and_is_counted():
+    ring = RingBuffer(64)
+    ring.write(ramp(1, 5))
+    out = np.full(8, 9.0, dtype=np.float32)
+    ring.play(out)
+    np.testing.assert_array_equal(out, [1, 2, 3, 4, 5, 0, 0, 0])
+    assert ring.underflows == 1 and ring.played == 8 and ring.fill() == 0
+
+
+def test_the_callback_never_raises_into_the_audio_host():
+    ring = RingBuffer(64)
+    ring.write(ramp(1, 8))
+    read_only = np.zeros(8, dtype=np.float32)
+    read_only.setflags(write=False)
+    ring.play(read_only)
+    ring.play(np.zeros((3, 3, 3), dtype=np.float32))  # a buffer of the wrong shape
+    assert ring.errors == 2
+
+
+def test_played_audio_is_the_generated_stream_with_the_underflows_silence():
+    ring = RingBuffer(64)
+    blocks = [ramp(1, 6), ramp(7, 8), ramp(15, 4)]
+    out = np.empty(8, dtype=np.float32)
+    played = []
+    ring.write(blocks[0])
+    ring.play(out)
+    played.append(out.copy())  # 6 frames, 2 silent
+    ring.write(blocks[1])
+    ring.write(blocks[2])
+    ring.play(out)
+    played.append(out.copy())
+    ring.play(out[:3])
+    played.append(out[:3].copy())  # 19 generated frames, 19 played plus 2 silent: 3 of block 3 remain unplayed
+    np.testing.assert_array_equal(played_audio(blocks, ring), np.concatenate(played))
+
+
+def test_the_generator_keeps_the_buffer_at_its_depth():
+    ring = RingBuffer(256)
+    pulls = []
+
+    def pull(frames):
+        pulls.append(frames)
+        return np.ones(frames, dtype=np.float32)
+
+    generator = Generator(pull, ring, period=32, depth=80, rate=48000, realtime=False)
+    generator.prefill()
+    assert ring.fill() == 80
+    generator.start()
+    out = np.empty(32, dtype=np.float32)
+    ring.play(out)
+    deadline = time.monotonic() + 5
+    while ring.fill() < 80 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    generator.stop()
+    assert ring.fill() == 80 and ring.written == 112 and sum(pulls) == 112
+
+
+def test_a_depth_beyond_the_ring_is_refused():
+    with pytest.raises(ValueError, match="exceeds the ring"):
+        Generator(lambda n: np.zeros(n, np.float32), RingBuffer(64), period=32, depth=64, rate=48000)
