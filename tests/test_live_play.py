@@ -3,12 +3,10 @@ and nothing plays once stopped. The browser side is tested in JupyterLab by test
 import numpy as np
 import pytest
 
-from inference import SynthStream
 from tests.conftest import TINY_SPECS
 from train import train
 from utils.run_folder import load_model
 from widget.live_play import LivePlay
-from widget.stream_engine import StreamEngine
 
 
 @pytest.fixture(scope="module")
@@ -45,28 +43,18 @@ def test_a_pull_is_answered_with_exactly_the_frames_asked_as_float32_bytes(brows
     assert audio.shape == (321,) and np.all(np.abs(audio) <= 1)
 
 
-def test_pulled_blocks_continue_one_stream(tiny_model):
-    model, config = tiny_model
-    engine = StreamEngine(model, config["data"], seed=3)
-    pulled = np.concatenate([engine.pull(n) for n in (100, 37, 263)])
-    values = [engine.values[name] for name in TINY_SPECS]
-    whole = SynthStream(model, seed=3, encode=config["data"].encode).hold(
-        [(v - lo) / (hi - lo) for v, (lo, hi) in zip(values, TINY_SPECS.values())], 400)
-    np.testing.assert_array_equal(pulled, whole)
-
-
 def test_a_knob_move_reaches_the_next_pull_and_is_named_in_its_reply(browser):
     browser.send(type="start")
     browser.send(type="set", values={"p": 75.5}, seq=4)
-    assert browser.widget.engine.values["p"] == 75.5
     ((reply, _),) = browser.send(type="pull", frames=10, id=1)
     assert reply["control"] == 4
+    assert browser.widget.engine.defaults[list(TINY_SPECS).index("p")] == 75.5
 
 
 def test_knobs_moved_while_stopped_play_at_the_next_start(browser):
     browser.send(type="set", values={"a": 0.25}, seq=1)
     browser.send(type="start")
-    assert browser.widget.engine.values["a"] == 0.25
+    assert browser.widget.engine.defaults[list(TINY_SPECS).index("a")] == 0.25
 
 
 def test_stop_drops_the_engine_and_later_pulls_play_nothing(browser):
@@ -76,15 +64,17 @@ def test_stop_drops_the_engine_and_later_pulls_play_nothing(browser):
     assert browser.send(type="pull", frames=100, id=2) == []
 
 
-def test_midi_note_sets_pitch_and_velocity_and_its_release_silences(browser):
+def test_a_midi_note_sounds_until_its_key_is_released(browser):
     browser.send(type="start")
     browser.send(type="note_on", note=70, velocity=127, seq=1)
     engine = browser.widget.engine
-    assert (engine.values["p"], engine.values["a"]) == (70.0, 1.0)
-    browser.send(type="note_off", note=65, seq=2)  # not the held note: nothing changes
-    assert engine.values["a"] == 1.0
+    browser.send(type="note_off", note=65, seq=2)  # not the held note: it goes on
+    browser.send(type="pull", frames=4000, id=1)
+    assert engine.sounding() == 1
     browser.send(type="note_off", note=70, seq=3)
-    assert engine.values["a"] == 0.0
+    ((reply, buffers),) = browser.send(type="pull", frames=4000, id=2)  # longer than the release
+    assert engine.sounding() == 0 and reply["control"] == 3
+    assert np.all(np.frombuffer(buffers[0], dtype=np.float32)[-100:] == 0)
 
 
 @pytest.mark.parametrize("content, words", [
@@ -98,11 +88,12 @@ def test_bad_messages_are_answered_with_an_error_that_names_the_problem(browser,
     assert reply["type"] == "error" and all(word in reply["message"] for word in words)
 
 
-def test_midi_on_a_run_without_pitch_and_amplitude_parameters_says_how_to_name_them(tiny_model):
+def test_midi_on_a_run_without_a_pitch_parameter_names_the_missing_one(tiny_model, monkeypatch):
     model, config = tiny_model
-    engine = StreamEngine(model, config["data"], pitch="note", amplitude="level")
-    with pytest.raises(ValueError, match=r"no \['note', 'level'\].*pitch=NAME, amplitude=NAME"):
-        engine.note_on(64)
+    browser = Browser(LivePlay(model, config, pitch="note"), monkeypatch)
+    browser.send(type="start")
+    ((reply, _),) = browser.send(type="note_on", note=64, velocity=90, seq=1)
+    assert reply["type"] == "error" and "'note'" in reply["message"] and "instID" in reply["message"]
 
 
 def test_the_widget_offers_knobs_in_the_parameters_units(tiny_model):

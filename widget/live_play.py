@@ -1,13 +1,16 @@
 """A JupyterLab widget that plays a run's model live: knobs in the parameters' units, the sound follows as it plays.
 
 The kernel only answers the browser. The browser pulls: when its jitter buffer runs low it asks for the next block,
-and the kernel renders exactly that much with the current controls and sends it back as a binary buffer. A slow
+and the kernel's live engine (live_engine.LiveEngine, one drone voice at the model's rate; the browser resamples)
+renders exactly that much with the current controls and sends it back as a binary buffer. A slow
 link therefore means a deeper buffer (more latency), never a pile-up, and nothing runs in the kernel between pulls:
 stopping, re-running the cell or closing the tab leaves it idle. The protocol, browser to kernel:
 
     {"type": "start"}                       a fresh engine, with the knobs' current values
     {"type": "set", "values": {name: v}, "seq": n}    knob moves, in the parameters' units
     {"type": "note_on", "note": k, "velocity": v, "seq": n}, {"type": "note_off", "note": k, "seq": n}
+                                            MIDI keys: the pitch and amplitude parameters follow the note (a
+                                            released note fades out; the next note or Play sounds again)
     {"type": "pull", "frames": n, "id": k}  answered by {"type": "audio", "id": k, "control": seq, "real_time": x}
                                             and the float32 samples as a binary buffer
     {"type": "stop"}                        drops the engine
@@ -18,13 +21,14 @@ knob move from it. Errors are answered with {"type": "error", "message": ...}.
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import anywidget
 import traitlets
 
+from live_engine import EngineConfig, LiveEngine
 from model.gru_audio_model import RNN
-from widget.stream_engine import StreamEngine
 
 HERE = Path(__file__).resolve().parent
 # The most one pull may ask for: 2 s of audio at the model's rate, far above any jitter buffer's need.
@@ -44,8 +48,9 @@ class LivePlay(anywidget.AnyWidget):
                  seed: int | None = None, pitch: str = "p", amplitude: str = "a",
                  values: dict[str, float] | None = None) -> None:
         data = config["data"]
-        self._engine_options = dict(model=model, data=data, top_n=top_n, temperature=temperature, seed=seed,
-                                    pitch=pitch, amplitude=amplitude)
+        self._model, self._data = model, data
+        self._engine_config = EngineConfig(voices=1, output_rate=data.sample_rate, pitch=pitch, velocity=amplitude,
+                                           drone=True, top_n=top_n, temperature=temperature, seed=seed)
         self.values = {name: (low + high) / 2 for name, (low, high) in data.parameter_specs.items()}
         unknown = sorted(set(values or {}) - set(self.values))
         if unknown:
@@ -54,13 +59,12 @@ class LivePlay(anywidget.AnyWidget):
         super().__init__(sample_rate=data.sample_rate, parameters=[
             {"name": name, "low": min(span), "high": max(span), "value": self.values[name]}
             for name, span in data.parameter_specs.items()])
-        self.engine: StreamEngine | None = None
+        self.engine: LiveEngine | None = None
         self.control = 0
         self.on_msg(self._on_message)
 
     def _start(self) -> None:
-        self.engine = StreamEngine(**self._engine_options)
-        self.engine.set(**self.values)
+        self.engine = LiveEngine(self._model, self._data, replace(self._engine_config, initial=dict(self.values)))
 
     def _on_message(self, _widget: LivePlay, content: dict, _buffers: list) -> None:
         try:
