@@ -234,9 +234,23 @@ function render({ model, el }) {
       return;
     }
     error.textContent = "";
+    if (!window.isSecureContext) {
+      // Browsers offer AudioWorklet (and Web MIDI) only to https pages and to http on this computer.
+      error.textContent = "Live play needs a secure page: open JupyterLab over https, or through an SSH tunnel "
+        + "(ssh -L 8888:localhost:8888 HOST) at http://localhost:8888";
+      return;
+    }
     session = new Session(model, show);
     play.textContent = "Stop";
-    await session.start(Number(volume.value));
+    try {
+      await session.start(Number(volume.value));
+    } catch (failure) {
+      session.stop();
+      session = null;
+      play.textContent = "Play";
+      error.textContent = `could not start the audio: ${failure.message}`;
+      return;
+    }
     connectMidi(onNote, (text) => { midi.textContent = text; });
   });
   volume.addEventListener("input", () => session?.gain.gain.setTargetAtTime(Number(volume.value),
