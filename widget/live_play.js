@@ -131,7 +131,8 @@ class Session {
   // A control's sound reached the output: from its send to the worklet playing it, plus the output's own delay.
   heard(mark) {
     const outputMs = 1000 * ((this.context.outputLatency || 0) + (this.context.baseLatency || 0));
-    this.latencies.push(performance.now() - this.sentAt.get(mark) + outputMs);
+    // Knobs moved before Play have no send time here: the engine starts with them.
+    if (this.sentAt.has(mark)) this.latencies.push(performance.now() - this.sentAt.get(mark) + outputMs);
     for (const seq of this.sentAt.keys()) if (seq <= mark) this.sentAt.delete(seq);
   }
 
