@@ -15,35 +15,21 @@ writes RUN/evaluation/: summary.csv, summary.md, notes.csv, evaluation_config.js
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import json
 import math
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
-import matplotlib.pyplot as plt
 import numpy as np
-from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter
 
 from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset, normalize_parameters, read_mono
 from inference import GenerationRate, SynthStream
 from model.gru_audio_model import RNN
-from utils.pitch import estimate_f0, hz_to_midi, midi_to_hz
-from utils.run_folder import load_model, newest_run, write_atomically
-from utils.utils import multi_linspace, save_figure
-
-# YIN frames of 64 ms at 16 kHz: short enough to follow the glide, long enough for an octave below the range.
-FRAME_LENGTH = 1024
-HOP_LENGTH = 256
-NUM_HARMONICS = 8
-# Harmonic shares below -80 dB are mu-law quantisation noise, not timbre.
-SHARE_FLOOR = 1e-8
-SILENCE_DB = -200.0
-GROUPS = ("trained", "held-out", "between")
-
+from utils.evaluation_measures import (FRAME_LENGTH, GROUPS, NearestCentroid, NoteMeasurement, PitchTrack, f0_range,
+                                       glide_track, measure_note, percentile, spearman)
+from utils.evaluation_report import summary_markdown, write_report
+from utils.run_folder import load_model, newest_run
+from utils.utils import multi_linspace
 
 @dataclass(frozen=True)
 class EvaluationConfig:
@@ -77,55 +63,6 @@ class EvaluationConfig:
         return sorted(self.amplitudes)[(len(self.amplitudes) - 1) // 2]
 
 
-@dataclass(frozen=True)
-class NoteMeasurement:
-    """One held note: median f0 as MIDI pitch (NaN when no frame is voiced), voiced share, level, timbre."""
-
-    f0_midi: float
-    voiced_fraction: float
-    level_db: float
-    features: np.ndarray
-
-
-@dataclass(frozen=True)
-class PitchTrack:
-    """An f0 track against its target: frame times (s), target and measured MIDI pitch (NaN where unvoiced)."""
-
-    times: np.ndarray
-    target_midi: np.ndarray
-    f0_midi: np.ndarray
-
-    def cents(self) -> np.ndarray:
-        """Return each frame's error in cents (NaN where unvoiced)."""
-        return 100.0 * (self.f0_midi - self.target_midi)
-
-
-@dataclass(frozen=True)
-class NearestCentroid:
-    """Instrument classifier: features standardised, each label the mean of its training examples."""
-
-    labels: np.ndarray
-    centroids: np.ndarray
-    mean: np.ndarray
-    scale: np.ndarray
-
-    @classmethod
-    def fit(cls, features: np.ndarray, labels: np.ndarray) -> NearestCentroid:
-        """Return the classifier fit to features (N, F) with one label per row."""
-        mean, scale = features.mean(axis=0), features.std(axis=0)
-        scale = np.where(scale > 0, scale, 1.0)
-        standard = (features - mean) / scale
-        classes = np.unique(labels)
-        centroids = np.stack([standard[labels == label].mean(axis=0) for label in classes])
-        return cls(classes, centroids, mean, scale)
-
-    def predict(self, features: np.ndarray) -> np.ndarray:
-        """Return the label of the nearest centroid for each row of features (N, F)."""
-        standard = (features - self.mean) / self.scale
-        distances = ((standard[:, None, :] - self.centroids[None]) ** 2).sum(axis=-1)
-        return self.labels[np.argmin(distances, axis=1)]
-
-
 @dataclass
 class Evaluation:
     """What one evaluation measured: summary rows, one row per note, glide tracks, the grid audio and its speed."""
@@ -139,85 +76,6 @@ class Evaluation:
     exclude: dict[str, list[float]]  # the run's held-out values
     grid_audio: np.ndarray  # (notes, samples)
     rate: GenerationRate
-
-
-def rms_db(audio: np.ndarray) -> float:
-    """Return the RMS level of audio in dB relative to full scale (SILENCE_DB for digital silence)."""
-    rms = math.sqrt(float(np.mean(np.square(audio, dtype=np.float64))))
-    return 20.0 * math.log10(rms) if rms > 0 else SILENCE_DB
-
-
-def _ranks(values: np.ndarray) -> np.ndarray:
-    order = np.argsort(values, kind="stable")
-    ranks = np.empty(len(values))
-    ranks[order] = np.arange(len(values))
-    _, tie, count = np.unique(values, return_inverse=True, return_counts=True)
-    return (np.bincount(tie, weights=ranks) / count)[tie]
-
-
-def spearman(x: np.ndarray, y: np.ndarray) -> float:
-    """Return Spearman's rank correlation of x and y (ties share their mean rank); NaN when either is constant."""
-    rx, ry = _ranks(np.asarray(x, dtype=float)), _ranks(np.asarray(y, dtype=float))
-    rx, ry = rx - rx.mean(), ry - ry.mean()
-    norm = math.sqrt(float(np.sum(rx**2) * np.sum(ry**2)))
-    return float(np.sum(rx * ry) / norm) if norm > 0 else float("nan")
-
-
-def average_power_spectrum(audio: np.ndarray, n_fft: int = 2048) -> np.ndarray:
-    """Return the mean power spectrum (n_fft // 2 + 1 bins) of Hann-windowed half-overlapping frames."""
-    audio = np.asarray(audio, dtype=np.float64)
-    if len(audio) < n_fft:
-        audio = np.pad(audio, (0, n_fft - len(audio)))
-    frames = np.lib.stride_tricks.sliding_window_view(audio, n_fft)[:: n_fft // 2]
-    return np.mean(np.abs(np.fft.rfft(frames * np.hanning(n_fft), axis=1)) ** 2, axis=0)
-
-
-def harmonic_features(audio: np.ndarray, sample_rate: int, f0_hz: float,
-                      num_harmonics: int = NUM_HARMONICS) -> np.ndarray:
-    """Return timbre features blind to pitch and level: each harmonic's share of the harmonic energy (dB),
-    the spectral centroid in harmonic numbers, and the odd (3, 5, ...) to even harmonic energy ratio (dB)."""
-    n_fft = 1 << int(math.ceil(math.log2(sample_rate / 8)))  # bins of 8 Hz or finer
-    power = average_power_spectrum(audio, n_fft)
-    harmonic = np.fft.rfftfreq(n_fft, 1.0 / sample_rate) / f0_hz
-    numbers = np.arange(1, num_harmonics + 1)
-    bands = np.abs(harmonic[None, :] - numbers[:, None]) < 0.5
-    energy = bands.astype(np.float64) @ power
-    share = energy / energy.sum() if energy.sum() > 0 else np.full(num_harmonics, 1.0 / num_harmonics)
-    share = np.maximum(share, SHARE_FLOOR)
-    odd_even = 10.0 * np.log10(share[2::2].sum() / share[1::2].sum())
-    return np.concatenate([10.0 * np.log10(share), [np.sum(numbers * share), odd_even]])
-
-
-def f0_range(pitches: np.ndarray) -> tuple[float, float]:
-    """Return (fmin, fmax) in Hz for YIN: an octave beyond each end of the pitches, so octave errors show."""
-    return float(midi_to_hz(np.min(pitches) - 12)), float(midi_to_hz(np.max(pitches) + 12))
-
-
-def track_pitch(audio: np.ndarray, sample_rate: int, search: tuple[float, float]) -> tuple[np.ndarray, np.ndarray]:
-    """Return (the sample each f0 describes, f0 as MIDI pitch or NaN where unvoiced) for each YIN frame."""
-    f0, voiced = estimate_f0(audio, sample_rate, *search, frame_length=FRAME_LENGTH, hop_length=HOP_LENGTH)
-    # YIN compares the frame's first half with itself shifted, so a frame measures the middle of its first half.
-    centres = np.arange(len(f0)) * HOP_LENGTH + FRAME_LENGTH // 4
-    return centres, np.where(voiced, hz_to_midi(np.where(voiced, f0, 1.0)), np.nan)
-
-
-def measure_note(audio: np.ndarray, sample_rate: int, requested_midi: float,
-                 search: tuple[float, float]) -> NoteMeasurement:
-    """Return the f0, voiced share, level and timbre features of a held note."""
-    _, f0_midi = track_pitch(audio, sample_rate, search)
-    voiced = np.isfinite(f0_midi)
-    note_midi = float(np.median(f0_midi[voiced])) if voiced.any() else float("nan")
-    # The timbre is read at the harmonics the note has, so a wrong pitch does not also count as a wrong timbre.
-    timbre_midi = note_midi if voiced.any() else requested_midi
-    features = harmonic_features(audio, sample_rate, float(midi_to_hz(timbre_midi)))
-    return NoteMeasurement(note_midi, float(voiced.mean()), rms_db(audio), features)
-
-
-def glide_track(audio: np.ndarray, sample_rate: int, target_midi: np.ndarray, search: tuple[float, float],
-                start: int = 0) -> PitchTrack:
-    """Return the f0 track of audio[start:] against target_midi, given per sample of the whole audio."""
-    centres, f0_midi = track_pitch(audio[start:], sample_rate, search)
-    return PitchTrack((centres + start) / sample_rate, target_midi[centres + start], f0_midi)
 
 
 def value_group(values: dict[str, float], data_values: dict[str, np.ndarray],
@@ -264,11 +122,6 @@ def level_references(instruments: np.ndarray, amplitudes: np.ndarray,
         levels = np.array([levels_db[mine & (amplitudes == a)].mean() for a in values])
         references[float(instrument)] = (values, levels)
     return references
-
-
-def _percentile(values: np.ndarray, q: float) -> float:
-    finite = values[np.isfinite(values)]
-    return float(np.percentile(finite, q)) if len(finite) else math.nan
 
 
 def level_rank_correlation(rows: list[dict], config: EvaluationConfig) -> float:
@@ -336,8 +189,8 @@ def measure_data(data: AudioDatasetConfig, config: EvaluationConfig) -> tuple[Re
 
 
 def _pitch_columns(cents: np.ndarray, voiced: float) -> dict:
-    return {"voiced": voiced, "pitch error median (cents)": _percentile(np.abs(cents), 50),
-            "pitch error p90 (cents)": _percentile(np.abs(cents), 90)}
+    return {"voiced": voiced, "pitch error median (cents)": percentile(np.abs(cents), 50),
+            "pitch error p90 (cents)": percentile(np.abs(cents), 90)}
 
 
 def summary_row(rows: list[dict], config: EvaluationConfig, instruments: np.ndarray) -> dict:
@@ -347,7 +200,7 @@ def summary_row(rows: list[dict], config: EvaluationConfig, instruments: np.ndar
     row = {"source": rows[0]["source"], "group": rows[0]["group"], "notes": len(rows),
            **_pitch_columns(column["cents_error"], float(column["voiced_fraction"].mean())),
            "level rank correlation": level_rank_correlation(rows, config),
-           "level error median (dB)": _percentile(np.abs(column["level_error_db"]), 50),
+           "level error median (dB)": percentile(np.abs(column["level_error_db"]), 50),
            "instrument accuracy": float(correct.mean())}
     for instrument in instruments.tolist():
         asked = column[config.instrument] == instrument
@@ -423,183 +276,6 @@ def evaluate_run(run_directory: str | Path, config: EvaluationConfig = Evaluatio
     summary += [glide_row(config.instrument, instrument, track) for instrument, track in glides.items()]
     rate = GenerationRate(grid_rate.samples + glide_rate.samples, grid_rate.seconds + glide_rate.seconds, sr)
     return Evaluation(run_directory, config, sr, summary, notes, glides, data.exclude, grid_audio, rate)
-
-
-GROUP_COLOURS = {"trained": "C0", "held-out": "C3", "between": "C1"}
-
-
-def _per_instrument(evaluation: Evaluation, height: float = 3.5) -> tuple[Figure, list]:
-    count = len(evaluation.glides)
-    figure, axes = plt.subplots(1, count, figsize=(4.5 * count + 1, height), squeeze=False)
-    return figure, list(zip(axes[0], evaluation.glides))
-
-
-def _notes(evaluation: Evaluation, source: str, instrument: float, group: str | None = None) -> list[dict]:
-    key = evaluation.config.instrument
-    return [r for r in evaluation.notes
-            if r["source"] == source and r[key] == instrument and (group is None or r["group"] == group)]
-
-
-def _scatter_notes(ax, evaluation: Evaluation, instrument: float, x: str, y: str) -> None:
-    """Scatter y against x of the data files in grey and of the generated notes coloured by group."""
-    data = _notes(evaluation, "data", instrument)
-    ax.scatter([r[x] for r in data], [r[y] for r in data], marker="x", color="0.6", label="data")
-    for group, colour in GROUP_COLOURS.items():
-        rows = _notes(evaluation, "generated", instrument, group)
-        if rows:
-            ax.scatter([r[x] for r in rows], [r[y] for r in rows], color=colour, s=14, label=f"generated, {group}")
-
-
-def _mark_held_out_pitches(ax, evaluation: Evaluation, along_x: bool) -> None:
-    for k, pitch in enumerate(evaluation.exclude.get(evaluation.config.pitch, [])):
-        (ax.axvline if along_x else ax.axhline)(pitch, color=GROUP_COLOURS["held-out"], alpha=0.25, linewidth=6,
-                                                label="_" if k else "held-out pitch")
-
-
-def plot_pitch(evaluation: Evaluation) -> Figure:
-    """Return a figure of each note's f0 against its requested pitch (cents off); held-out pitches shaded."""
-    config = evaluation.config
-    figure, panels = _per_instrument(evaluation)
-    for ax, instrument in panels:
-        _scatter_notes(ax, evaluation, instrument, config.pitch, "cents_error")
-        _mark_held_out_pitches(ax, evaluation, along_x=True)
-        ax.axhline(0.0, color="k", linewidth=0.8)
-        ax.set_yscale("symlog", linthresh=50)  # linear within a quarter-tone, octave errors still on the plot
-        low, high = ax.get_ylim()
-        ax.set_ylim(min(low, -100), max(high, 100))
-        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-        unvoiced = sum(np.isnan(r["cents_error"]) for r in _notes(evaluation, "generated", instrument))
-        ax.set_title(f"{config.instrument}={instrument:g}" + (f" ({unvoiced} unvoiced notes not shown)"
-                                                              if unvoiced else ""), fontsize=10)
-        ax.set_xlabel(f"requested pitch {config.pitch} (MIDI)")
-    panels[0][0].set_ylabel("f0 - requested (cents)")
-    panels[0][0].legend(fontsize=7)
-    figure.tight_layout()
-    return figure
-
-
-def plot_glide(evaluation: Evaluation) -> Figure:
-    """Return a figure of each glide's f0 track over its target pitch; held-out pitches shaded."""
-    figure, panels = _per_instrument(evaluation)
-    for ax, instrument in panels:
-        track = evaluation.glides[instrument]
-        _mark_held_out_pitches(ax, evaluation, along_x=False)
-        ax.plot(track.times, track.target_midi, color="k", linewidth=1, label="requested")
-        ax.plot(track.times, track.f0_midi, ".", markersize=3, label="f0 of the generated audio")
-        ax.set_title(f"glide, {evaluation.config.instrument}={instrument:g}", fontsize=10)
-        ax.set_xlabel("time (s)")
-    panels[0][0].set_ylabel("pitch (MIDI)")
-    panels[0][0].legend(fontsize=7)
-    figure.tight_layout()
-    return figure
-
-
-def plot_loudness(evaluation: Evaluation) -> Figure:
-    """Return a figure of each note's RMS level against its amplitude parameter, over the data's levels."""
-    config = evaluation.config
-    figure, panels = _per_instrument(evaluation)
-    for ax, instrument in panels:
-        _scatter_notes(ax, evaluation, instrument, config.amplitude, "level_db")
-        ax.set_title(f"{config.instrument}={instrument:g}", fontsize=10)
-        ax.set_xlabel(f"amplitude {config.amplitude}")
-    panels[0][0].set_ylabel("RMS level (dBFS)")
-    panels[0][0].legend(fontsize=7)
-    figure.tight_layout()
-    return figure
-
-
-def plot_spectrograms(evaluation: Evaluation) -> Figure:
-    """Return spectrograms of a few generated notes: per instrument, one of each group (trained, held-out,
-    between), nearest the middle amplitude and the middle of that group's pitches."""
-    config = evaluation.config
-    generated = [r for r in evaluation.notes if r["source"] == "generated"]
-    groups = [g for g in GROUPS if any(r["group"] == g for r in generated)]
-    figure, axes = plt.subplots(len(evaluation.glides), len(groups), squeeze=False, sharey=True,
-                                figsize=(3.2 * len(groups) + 1, 2.6 * len(evaluation.glides)))
-    for row, instrument in zip(axes, evaluation.glides):
-        for ax, group in zip(row, groups):
-            mine = [i for i, r in enumerate(generated) if r[config.instrument] == instrument and r["group"] == group]
-            if not mine:
-                ax.set_axis_off()
-                continue
-            middle_pitch = np.median([generated[i][config.pitch] for i in mine])
-            chosen = min(mine, key=lambda i: (abs(generated[i][config.amplitude] - config.middle_amplitude),
-                                              abs(generated[i][config.pitch] - middle_pitch)))
-            ax.specgram(evaluation.grid_audio[chosen], NFFT=512, Fs=evaluation.sample_rate, noverlap=384,
-                        cmap="magma", scale="dB", vmin=-120)
-            note = generated[chosen]
-            ax.set_title(f"{config.instrument}={instrument:g} {config.pitch}={note[config.pitch]:g} "
-                         f"{config.amplitude}={note[config.amplitude]:g} ({group})", fontsize=8)
-    for ax in axes[:, 0]:
-        ax.set_ylabel("frequency (Hz)")
-    for ax in axes[-1]:
-        ax.set_xlabel("time (s)")
-    figure.tight_layout()
-    return figure
-
-
-PLOTS = {"pitch.png": plot_pitch, "glide.png": plot_glide, "loudness.png": plot_loudness,
-         "spectrograms.png": plot_spectrograms}
-
-
-def _columns(rows: list[dict]) -> list[str]:
-    return list(dict.fromkeys(key for row in rows for key in row))
-
-
-def table_csv(rows: list[dict]) -> str:
-    """Return rows as CSV text, one column per key seen in any row (blank where a row lacks it)."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, _columns(rows), restval="", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
-
-
-def _cell(value: object) -> str:
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "n/a"
-        return f"{value:.3g}" if abs(value) < 1000 else f"{value:.0f}"
-    return str(value)
-
-
-def table_markdown(rows: list[dict]) -> str:
-    """Return rows as a Markdown table with numbers to three significant figures."""
-    columns = _columns(rows)
-    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_cell(row.get(key, "")) for key in columns) + " |" for row in rows]
-    return "\n".join(lines) + "\n"
-
-
-def summary_markdown(evaluation: Evaluation) -> str:
-    """Return the report's Markdown: what was generated, how fast, and the summary table."""
-    config, rate = evaluation.config, evaluation.rate
-    grid = sum(r["source"] == "generated" for r in evaluation.notes)
-    return (f"# Evaluation of {evaluation.run_directory}\n\n"
-            f"{grid} notes of {config.seconds:g} s and {len(evaluation.glides)} glides of {config.glide_seconds:g} s "
-            f"(first {config.settle_seconds:g} s of each left out), top_n={config.top_n}, "
-            f"temperature={config.temperature:g}, seed={config.seed}; generated in {rate.seconds:.1f} s "
-            f"({rate.real_time:.2f}x real time, all voices together).\n\n"
-            "Pitch error: |f0 - requested| in cents, f0 the median of a note's voiced frames (per frame for the "
-            "glides); voiced: the share of voiced frames. Level rank correlation: Spearman's, of RMS level with the "
-            "amplitude parameter within each instrument and pitch, averaged; level error: |RMS level - the data's "
-            "mean level at that instrument and amplitude| in dB. "
-            "Instrument: accuracy of a nearest-centroid classifier of harmonic spectra fit on the data. "
-            "Rows of source 'data' measure the data files themselves: the floor.\n\n"
-            + table_markdown(evaluation.summary))
-
-
-def write_report(evaluation: Evaluation, folder: str | Path | None = None) -> Path:
-    """Write the tables, the evaluation's settings and the plots into folder (default RUN/evaluation); return it."""
-    folder = Path(folder) if folder else evaluation.run_directory / "evaluation"
-    texts = {"summary.csv": table_csv(evaluation.summary), "summary.md": summary_markdown(evaluation),
-             "notes.csv": table_csv(evaluation.notes),
-             "evaluation_config.json": json.dumps(asdict(evaluation.config), indent=2) + "\n"}
-    for name, text in texts.items():
-        write_atomically(folder / name, lambda f, text=text: f.write(text.encode()))
-    for name, plot in PLOTS.items():
-        save_figure(folder / name, plot(evaluation))
-    return folder
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -9,8 +9,10 @@ import pytest
 import soundfile as sf
 
 from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset
-from evaluate import (PLOTS, STAGES, EvaluationConfig, NearestCentroid, evaluate_run, f0_range, glide_track,
-                      harmonic_features, level_rank_correlation, main, measure_note, rms_db, spearman, value_group)
+from evaluate import STAGES, EvaluationConfig, evaluate_run, level_rank_correlation, main, value_group
+from utils.evaluation_measures import (NearestCentroid, f0_range, glide_track, harmonic_features, measure_note, rms_db,
+                                       spearman)
+from utils.evaluation_plots import PLOTS
 from tests.conftest import ROOT, TINY_SPECS, write_tone
 from train import train
 from utils.pitch import midi_to_hz

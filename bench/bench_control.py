@@ -1,0 +1,190 @@
+"""Control accuracy across data sets: does a recipe make pitch, loudness and instrument hold on any instruments?
+
+Renders instrument pairs of other families and registers from the FluidR3 GM SoundFont, holds two pitches of each
+out of training, trains each pair with a fixed budget for each recipe variant and seed, evaluates it with
+evaluate.py, and prints one table: data set x variant x budget, the median over seeds (with the min..max spread)
+of the trained / between / held-out pitch error (median and p90 cents), instrument accuracy, level error and
+training time. Every result is kept as JSON under --output, so an interrupted or extended benchmark only runs what
+is missing.
+
+Run from the repository root:
+    .venv/bin/python -m bench.bench_control                                  # every data set, variant, budget
+    .venv/bin/python -m bench.bench_control --datasets default reeds --variants original recommended --seeds 0
+    .venv/bin/python -m bench.bench_control --sampling 3:1.0 1:1.0 8:0.9     # sampling settings, same runs
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import torch
+
+from audioDataLoader.render_dataset import RenderConfig, build_dataset
+from evaluate import EvaluationConfig, evaluate_run
+from train import PRESETS, train
+from utils.run_folder import write_atomically
+
+
+@dataclass(frozen=True)
+class DataSet:
+    """An instrument pair: GM programs (instID 1, 2), the MIDI pitches rendered, and the two held out."""
+
+    programs: tuple[int, int]
+    pitches: tuple[int, int]  # lowest and highest, every semitone between
+    held_out: tuple[int, int]
+
+    def render_config(self, folder: Path, amplitudes: tuple[float, ...]) -> RenderConfig:
+        """Return what render_dataset builds for this pair in `folder`."""
+        return RenderConfig(output_dir=str(folder), programs=self.programs, amplitudes=amplitudes,
+                            pitches=tuple(range(self.pitches[0], self.pitches[1] + 1)))
+
+
+DATASETS = {
+    "default": DataSet((72, 57), (64, 76), (67, 71)),  # clarinet, trumpet: what the defaults were tuned on
+    "low brass+strings": DataSet((59, 43), (36, 48), (39, 43)),  # tuba, cello, two octaves below
+    "double reeds": DataSet((69, 71), (58, 70), (61, 65)),  # oboe, bassoon
+    "flute+organ": DataSet((74, 20), (72, 84), (75, 79)),  # flute, church organ, an octave above
+}
+
+# Each variant is a set of training keys on top of the budget; "original" is the original network and recipe.
+_ORIGINAL = {k: v for k, v in PRESETS["original"].items() if k not in ("num_epochs", "batches_per_epoch", "batch_size")}
+_SCHEDULE = {"lr_schedule": "cosine", "warmup": 0.05, "lr_final": 0.05, "grad_clip": 1.0}
+_SHIFT = {"pitch_parameter": "p", "pitch_shift": 0.5}
+VARIANTS = {
+    "original": _ORIGINAL,
+    "schedule+clip": {**_ORIGINAL, **_SCHEDULE},
+    "every-layer": {**_ORIGINAL, "cond_every_layer": True},
+    "pitch-shift": {**_ORIGINAL, **_SHIFT},
+    "seq512 batch32": {**_ORIGINAL, "seqLen": 512, "batch_size": 32},  # the same samples a batch as 256 x 64
+    "recommended": {**_ORIGINAL, **_SCHEDULE, **_SHIFT, "cond_every_layer": True},
+}
+
+BUDGETS = {
+    "quick": {k: PRESETS["quick"][k] for k in ("num_epochs", "batches_per_epoch", "batch_size")},
+    "long": {"num_epochs": 60, "batches_per_epoch": 75, "batch_size": 64},  # three times the quick preset
+    "tiny": {"num_epochs": 1, "batches_per_epoch": 2, "batch_size": 4},  # for the test: end to end, no learning
+}
+GROUPS = ("trained", "between", "held-out")
+AMPLITUDES = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+
+def training_params(dataset: DataSet, folder: Path, variant: str, budget: str, seed: int, runs: Path) -> dict:
+    """Return train()'s keys for one cell of the benchmark."""
+    low, high = dataset.pitches
+    params = {**VARIANTS[variant], **BUDGETS[budget], "datadir": str(folder), "seed": seed,
+              "props": {"instID": (1, 2), "a": (0, 1), "p": (low, high)}, "exclude": {"p": list(dataset.held_out)},
+              "savemodeldir": str(runs), "savemodel_interval": 10 ** 6}
+    if "seqLen" in VARIANTS[variant] and "batch_size" in VARIANTS[variant]:  # at the budget's compute
+        params["batch_size"] = BUDGETS[budget]["batch_size"] * 256 // VARIANTS[variant]["seqLen"]
+    return params
+
+
+def result_row(summary: list[dict], sampling: str) -> dict:
+    """Return the benchmark's figures from an evaluation's summary rows."""
+    generated = {row["group"]: row for row in summary if row["source"] == "generated"}
+    row = {"sampling": sampling}
+    for group in GROUPS:
+        found = generated.get(group, {})
+        row[f"{group} median"] = found.get("pitch error median (cents)", float("nan"))
+        row[f"{group} p90"] = found.get("pitch error p90 (cents)", float("nan"))
+    trained = generated["trained"]
+    row["instrument accuracy"] = trained["instrument accuracy"]
+    row["level error (dB)"] = trained["level error median (dB)"]
+    return row
+
+
+def run_cell(name: str, variant: str, budget: str, seed: int, sampling: list[tuple[int, float]], output: Path,
+             evaluation: EvaluationConfig) -> list[dict]:
+    """Return the result rows of one data set x variant x budget x seed, training and evaluating what is missing."""
+    path = output / "results" / f"{name}__{variant}__{budget}__{seed}.json".replace(" ", "_")
+    if path.exists():
+        kept = json.loads(path.read_text())
+        if {row["sampling"] for row in kept} >= {f"{n}:{t:g}" for n, t in sampling}:
+            return kept
+    dataset = DATASETS[name]
+    folder = output / "data" / name.replace(" ", "_")
+    build_dataset(dataset.render_config(folder, evaluation.amplitudes if budget == "tiny" else AMPLITUDES))
+    started = time.perf_counter()
+    run_dir = train(training_params(dataset, folder, variant, budget, seed, output / "runs"))
+    seconds = time.perf_counter() - started
+    rows = []
+    for top_n, temperature in sampling:
+        found = evaluate_run(run_dir, replace(evaluation, top_n=top_n, temperature=temperature), "cpu")
+        rows.append({"data set": name, "variant": variant, "budget": budget, "seed": seed, "run": str(run_dir),
+                     "training (min)": seconds / 60, **result_row(found.summary, f"{top_n}:{temperature:g}")})
+    text = json.dumps(rows, indent=1) + "\n"
+    write_atomically(path, lambda f: f.write(text.encode()))
+    return rows
+
+
+def _spread(values: list[float], digits: int) -> str:
+    values = [v for v in values if v == v]
+    if not values:
+        return "-"
+    middle = f"{statistics.median(values):.{digits}f}"
+    return middle if len(values) == 1 else f"{middle} ({min(values):.{digits}f}..{max(values):.{digits}f})"
+
+
+COLUMNS = [("trained median", 0), ("trained p90", 0), ("between median", 0), ("between p90", 0),
+           ("held-out median", 0), ("held-out p90", 0), ("instrument accuracy", 2), ("level error (dB)", 1),
+           ("training (min)", 1)]
+
+
+def table(rows: list[dict]) -> str:
+    """Return a markdown table: one line per data set, variant, budget and sampling; seeds as median (min..max)."""
+    keys = sorted({(r["data set"], r["variant"], r["budget"], r["sampling"]) for r in rows},
+                  key=lambda k: (list(DATASETS).index(k[0]), k[2], list(VARIANTS).index(k[1]), k[3]))
+    head = ["data set", "variant", "budget", "top_n:temp", "seeds"] + [name for name, _ in COLUMNS]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for key in keys:
+        cell = [r for r in rows if (r["data set"], r["variant"], r["budget"], r["sampling"]) == key]
+        figures = [_spread([r[name] for r in cell], digits) for name, digits in COLUMNS]
+        lines.append("| " + " | ".join([*key, str(len(cell)), *figures]) + " |")
+    return "\n".join(lines)
+
+
+def _sampling(text: str) -> tuple[int, float]:
+    try:
+        top_n, temperature = text.split(":")
+        return int(top_n), float(temperature)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r}: write TOP_N:TEMPERATURE, e.g. 3:1.0") from None
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command line: run the missing cells and print the table."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--datasets", nargs="+", choices=DATASETS, default=list(DATASETS))
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--budgets", nargs="+", choices=BUDGETS, default=["quick", "long"])
+    parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--sampling", nargs="+", type=_sampling, default=[(3, 1.0)], metavar="TOP_N:TEMP",
+                        help="sampling settings to evaluate each run with (default 3:1.0)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--output", default="output/bench_control", help="data, runs and results (kept)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    tiny = args.budgets == ["tiny"]
+    evaluation = EvaluationConfig(seconds=0.3, glide_seconds=0.3, settle_seconds=0.2, pitch_step=1.0,
+                                  amplitudes=(0.5,)) if tiny else EvaluationConfig()
+    rows = []
+    for name in args.datasets:
+        for budget in args.budgets:
+            for variant in args.variants:
+                for seed in args.seeds:
+                    cell = run_cell(name, variant, budget, seed, args.sampling, Path(args.output), evaluation)
+                    print(f"{name}, {variant}, {budget}, seed {seed}: trained {cell[0]['trained median']:.1f} "
+                          f"cents median, held-out {cell[0]['held-out median']:.1f}", flush=True)
+                    rows += cell
+    text = table(rows) + "\n"
+    write_atomically(Path(args.output) / "table.md", lambda f: f.write(text.encode()))
+    print(text + f"wrote {Path(args.output) / 'table.md'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+from bench.bench_control import DATASETS, VARIANTS, main, training_params
+from model.gru_audio_model import RNN
+from train import configs_from_params
+
+
+def test_benchmark_runs_end_to_end_on_a_tiny_budget(tmp_path, capsys):
+    main(["--datasets", "double reeds", "--variants", "recommended", "--budgets", "tiny", "--seeds", "0",
+          "--sampling", "3:1.0", "1:1.0", "--output", str(tmp_path)])
+    table = (tmp_path / "table.md").read_text()
+    assert table.count("| double reeds | recommended | tiny |") == 2  # one line per sampling setting
+    assert "held-out median" in capsys.readouterr().out
+    runs = list((tmp_path / "runs").iterdir())
+    main(["--datasets", "double reeds", "--variants", "recommended", "--budgets", "tiny", "--seeds", "0",
+          "--sampling", "1:1.0", "--output", str(tmp_path)])
+    assert list((tmp_path / "runs").iterdir()) == runs  # kept results are not trained again
+
+
+def test_every_variant_holds_out_two_pitches_and_keeps_the_budgets_samples_per_batch(tmp_path):
+    for name, dataset in DATASETS.items():
+        for variant in VARIANTS:
+            params = training_params(dataset, tmp_path, variant, "quick", 0, tmp_path)
+            data, model, train = configs_from_params(params)
+            assert len(data.exclude["p"]) == 2 and data.parameter_specs["p"] == dataset.pitches
+            assert data.sequence_length * train.batch_size == 256 * 64
+            RNN(model)
