@@ -2,8 +2,8 @@
 // renders audio only when this side pulls it (see live_play.py for the protocol); an AudioWorklet plays it from
 // a jitter buffer (jitter_buffer_worklet.js, sent as the `_worklet` trait).
 const STATUS_EVERY = 8; // worklet status every 8 quanta, about 21 ms at 48 kHz: the pull loop's clock
-// Smallest block asked for. Each message costs the kernel, the server and the page more than rendering 50 ms of
-// audio does, so blocks are few and large; the buffer then swings between target - 50 ms and the target.
+// Smallest block asked for: about 20 messages a second each way through the kernel, the server and the page, and
+// the buffer swings between target - 50 ms and the target.
 const PULL_MIN_MS = 50;
 const TARGET_START_MS = 120; // audio kept buffered at the start: the latency floor on a quiet link
 const SHOW_EVERY_MS = 250; // the readouts' refresh: the page has better things to do than repaint them
