@@ -18,6 +18,7 @@ import argparse
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -231,9 +232,16 @@ def _render(model: RNN, settings: np.ndarray, config: EvaluationConfig,
     return stream.render(normalize_parameters(settings, data.parameter_specs)), stream.rate
 
 
+# What evaluate_run has done when it calls `progress`, in order: a caller's progress bar counts these.
+STAGES = ("data files measured", "grid notes generated", "grid notes measured", "glides generated and measured")
+
+
 def evaluate_run(run_directory: str | Path, config: EvaluationConfig = EvaluationConfig(),
-                 device: str | None = None) -> Evaluation:
-    """Return the evaluation of a run folder: the grid notes and glides generated and measured, and the data."""
+                 device: str | None = None, progress: Callable[[str], None] = lambda stage: None) -> Evaluation:
+    """Return the evaluation of a run folder: the grid notes and glides generated and measured, and the data.
+
+    `progress(stage)` is called as each of STAGES ends, for a progress bar: the whole takes tens of seconds.
+    """
     run_directory = Path(run_directory)
     model, run_config = load_model(run_directory, device)
     data = run_config["data"]
@@ -245,18 +253,22 @@ def evaluate_run(run_directory: str | Path, config: EvaluationConfig = Evaluatio
         raise ValueError(f"seconds and glide_seconds must each exceed settle_seconds by {FRAME_LENGTH} samples "
                          f"({FRAME_LENGTH / sr:.3f} s) to measure; raise them or lower settle_seconds")
     reference, data_rows = measure_data(data, config)
+    progress(STAGES[0])
     instruments = reference.values[config.instrument]
 
     settings = grid_settings(config, specs, instruments)
     grid_audio, grid_rate = _render(model, np.repeat(settings[:, None, :], length, axis=1), config, data)
+    progress(STAGES[1])
     pitch = list(specs).index(config.pitch)
     measured = [measure_note(audio[settle:], sr, values[pitch], reference.search)
                 for audio, values in zip(grid_audio, settings)]
+    progress(STAGES[2])
 
     glide = glide_settings(config, specs, instruments, glide_length)
     glide_audio, glide_rate = _render(model, glide, config, data)
     glides = {float(instrument): glide_track(audio, sr, glide[0, :, pitch], reference.search, settle)
               for instrument, audio in zip(instruments, glide_audio)}
+    progress(STAGES[3])
 
     notes = reference.rows("generated", settings, measured, config) + data_rows
     summary = [summary_row(rows, config, instruments) for source in ("generated", "data") for group in GROUPS

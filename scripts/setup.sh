@@ -1,37 +1,27 @@
 #!/usr/bin/env bash
-# Creates .venv with RNNControl's dependencies and, where we are root on Debian,
-# installs FluidSynth and the FluidR3 General MIDI SoundFont for the default data set,
-# and a C compiler and Pure Data (headless) with its headers for the C runtime and the Pd external,
-# which it then builds.
+# Creates .venv with RNNControl's dependencies and, where we are root on Debian, installs the system packages:
+# FluidSynth and the FluidR3 General MIDI SoundFont (the default data set), a JACK server and PortAudio (live
+# play), a C compiler and headless Pure Data with its headers (the C runtime and the Pd external, which it then
+# builds), and Chromium (the live-play browser test; Playwright drives Debian's build, never a downloaded one).
 # Safe to run again: it only installs what is missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+packages=(libfluidsynth3 fluid-soundfont-gm jackd2 libportaudio2
+          gcc make libc6-dev puredata-core puredata-dev pd-lib-builder chromium)
 if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
-    if ! dpkg -s libfluidsynth3 fluid-soundfont-gm >/dev/null 2>&1; then
-        echo "== installing FluidSynth and the FluidR3 GM SoundFont (apt)"
-        apt-get update -q
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-            libfluidsynth3 fluid-soundfont-gm
-    fi
-    if ! dpkg -s jackd2 libportaudio2 >/dev/null 2>&1; then
-        echo "== installing the JACK server and PortAudio for live play (apt)"
+    if ! dpkg -s "${packages[@]}" >/dev/null 2>&1; then
+        echo "== installing system packages (apt): ${packages[*]}"
         # jackd2 asks whether to allow real-time scheduling for the audio group: no (live.py needs no group).
         echo "jackd2 jackd/tweak_rt_limits boolean false" | debconf-set-selections
         apt-get update -q
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends jackd2 libportaudio2
-    fi
-    if ! dpkg -s gcc make libc6-dev puredata-core puredata-dev pd-lib-builder >/dev/null 2>&1; then
-        echo "== installing a C compiler and Pure Data with its headers (apt)"
-        apt-get update -q
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends \
-            gcc make libc6-dev puredata-core puredata-dev pd-lib-builder
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}"
     fi
 else
-    echo "== not root on Debian: install FluidSynth and a GM SoundFont yourself (see README);"
-    echo "   without them the default data set falls back to additive synthesis."
-    echo "   For live play install a JACK server (jackd2) and PortAudio (libportaudio2)."
-    echo "   For the C runtime and the Pd external: a C compiler, make, Pure Data and pd-lib-builder."
+    echo "== not root on Debian: install these yourself (see README): FluidSynth and a GM SoundFont (without"
+    echo "   them the default data set falls back to additive synthesis); for live play a JACK server (jackd2)"
+    echo "   and PortAudio; for the C runtime and the Pd external a C compiler, make, Pure Data and pd-lib-builder;"
+    echo "   for the browser test, Chromium at /usr/bin/chromium."
 fi
 
 if command -v cc >/dev/null && command -v make >/dev/null; then

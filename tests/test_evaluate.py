@@ -9,7 +9,7 @@ import pytest
 import soundfile as sf
 
 from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset
-from evaluate import EvaluationConfig, level_rank_correlation, main, value_group
+from evaluate import STAGES, EvaluationConfig, evaluate_run, level_rank_correlation, main, value_group
 from utils.evaluation_measures import (NearestCentroid, f0_range, glide_track, harmonic_features, measure_note, rms_db,
                                        spearman)
 from utils.evaluation_plots import PLOTS
@@ -177,6 +177,12 @@ def test_evaluate_notebook_is_committed_with_outputs_cleared():
     assert any("parameters" in cell["metadata"].get("tags", []) for cell in notebook["cells"])
 
 
+def test_evaluate_run_reports_each_stage_as_it_ends(tiny_run):
+    stages = []
+    evaluate_run(tiny_run, EvaluationConfig(**TINY_OPTIONS), progress=stages.append)
+    assert stages == list(STAGES)
+
+
 def test_evaluate_notebook_runs_on_a_tiny_run(tiny_run, tmp_path):
     executed = tmp_path / "Evaluate.ipynb"
     papermill.execute_notebook(str(ROOT / "Evaluate.ipynb"), str(executed), kernel_name="python3", cwd=str(ROOT),
@@ -184,3 +190,4 @@ def test_evaluate_notebook_runs_on_a_tiny_run(tiny_run, tmp_path):
     outputs = [out for cell in json.loads(executed.read_text())["cells"] for out in cell.get("outputs", [])]
     assert sum("image/png" in out.get("data", {}) for out in outputs) >= len(PLOTS)
     assert any("text/markdown" in out.get("data", {}) for out in outputs)
+    assert any("application/vnd.jupyter.widget-view+json" in out.get("data", {}) for out in outputs)  # the progress bar

@@ -51,7 +51,7 @@ def test_train_then_inference_notebooks_run_end_to_end(tiny_data_dir, tmp_path):
 
     inference_nb = execute("Inference.ipynb", tmp_path, {"run_directory": str(runs[0]), "length_seconds": 0.05})
     assert outputs_of(inference_nb, "image/png") >= 5  # both examples (conditioning and audio), the stream
-    assert outputs_of(inference_nb, "application/vnd.jupyter.widget-view+json") == 1
+    assert outputs_of(inference_nb, "application/vnd.jupyter.widget-view+json") == 2  # live play, the sliders
     assert widget_output_kinds(inference_nb) == ["stream", "image/png", "text/html"]  # the first slider example
 
 

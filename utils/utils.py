@@ -3,11 +3,14 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+
+if TYPE_CHECKING:
+    from IPython.display import Audio
 
 from utils.run_folder import write_atomically
 
@@ -69,6 +72,25 @@ def plot_audio(audio: np.ndarray, sr: int, title: str = "") -> Figure:
     spec.set_xlabel("time (s)")
     fig.tight_layout()
     return fig
+
+
+def playable(audio: np.ndarray, remove_dc: bool = False) -> np.ndarray:
+    """Return float32 audio clipped to [-1, 1] at its own level, without its mean when `remove_dc`."""
+    audio = np.asarray(audio, dtype=np.float32)
+    if remove_dc and audio.size:
+        audio = audio - audio.mean()
+    return np.clip(audio, -1.0, 1.0)
+
+
+def player(audio: np.ndarray, sr: int, remove_dc: bool = False) -> Audio:
+    """Return a notebook audio player at the audio's real level (see `playable`).
+
+    IPython's `Audio` scales every clip to full scale by default, which hides the amplitude parameter and turns a
+    near-constant early-epoch output into a loud thump.
+    """
+    from IPython.display import Audio  # only where a notebook plays audio
+
+    return Audio(playable(audio, remove_dc), rate=sr, normalize=False)
 
 
 def plot_loss_curve(history: Sequence[float]) -> Figure:
