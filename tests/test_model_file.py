@@ -1,5 +1,7 @@
 import json
 import struct
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 import torch
@@ -72,8 +74,9 @@ def test_the_file_is_documented_safetensors_with_float32_weights_and_flat_metada
 
 def test_export_refuses_a_checkpoint_that_does_not_match_its_config(run_folder):
     bigger = RNN(GRUAudioConfig(hidden_size=24, num_layers=2))
-    save_checkpoint(run_folder / LAST_CHECKPOINT, {"model": bigger.state_dict()})
-    with pytest.raises(ValueError, match=r"last_checkpoint.pt does not match .*config.json \(size mismatch"):
+    save_checkpoint(run_folder / LAST_CHECKPOINT, {"model": bigger.state_dict(), "model_config": asdict(bigger.config)})
+    with pytest.raises(ValueError, match=r"last_checkpoint.pt was trained with other model settings than .*config.json "
+                                         r"gives \(hidden_size 24 there, 16"):
         export(run_folder)
     with pytest.raises(SystemExit) as stopped:
         export_command_line(["--run_directory", str(run_folder)])
