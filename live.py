@@ -21,9 +21,9 @@ from live_outputs import describe_devices, open_output
 from model.gru_audio_model import RNN
 from utils.run_folder import load_model, newest_run
 
-# From bench/bench_live.py on the shared 2-core machine (README): 4 ms gives an engine latency of 6 ms (median) with
-# one voice; underflows there came from the machine's load (4-s runs, 4 voices: 145 at 4 ms, 1 at 8 ms).
-DEFAULT_BUFFER_MS = 4.0
+# From bench/bench_live.py on the quiet 2-core machine (README), 20 s a row: 4 ms underflowed (7 times with one voice,
+# 969 with four); 8 ms played 1 and 4 voices with none, at an engine latency of 10 ms (median) and 11 ms (p99).
+DEFAULT_BUFFER_MS = 8.0
 
 
 class LiveSynth:
