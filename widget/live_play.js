@@ -5,7 +5,7 @@ const STATUS_EVERY = 8; // worklet status every 8 quanta, about 21 ms at 48 kHz:
 // Smallest block asked for: about 20 messages a second each way through the kernel, the server and the page, and
 // the buffer swings between target - 50 ms and the target.
 const PULL_MIN_MS = 50;
-const TARGET_START_MS = 200; // audio kept buffered at the start: the latency floor on a quiet link
+const TARGET_START_MS = 300; // audio kept buffered at the start: the latency floor on a quiet link
 const SHOW_EVERY_MS = 250; // the readouts' refresh: the page has better things to do than repaint them
 const PREFILL_SHARE = 0.75; // after a gap the worklet waits for this share of the target before it plays again
 const TARGET_STEP_MS = 20; // added at each underflow: a slow link costs latency, never a pile-up of gaps
