@@ -5,20 +5,14 @@ One process: `python train.py --preset quick`. Several (DDP): `torchrun --nproc_
 from __future__ import annotations
 
 import argparse
-import gc
-import itertools
 import json
 import os
 import shutil
-import signal
 import sys
-import threading
-import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import torch
@@ -29,8 +23,10 @@ from tqdm.auto import tqdm
 from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset
 from model.gru_audio_model import RNN, GRUAudioConfig
 from utils.lr_schedule import SCHEDULES, learning_rate
-from utils.run_folder import (CONFIG_NAME, LAST_CHECKPOINT, config_section, load_checkpoint, read_config,
+from utils.distributed import mean_over_ranks, pick_device, process_group
+from utils.run_folder import (CONFIG_NAME, LAST_CHECKPOINT, config_section, load_checkpoint, new_run_dir, read_config,
                               remove_stale_temporaries, save_checkpoint, write_atomically, write_config)
+from utils.stop_request import StopRequest, StopRequested
 
 
 @dataclass
@@ -100,38 +96,6 @@ def configs_from_params(params: dict) -> tuple[AudioDatasetConfig, GRUAudioConfi
     return data, model, train_config
 
 
-@contextmanager
-def _process_group() -> Iterator[tuple[int, int]]:
-    """Yield (rank, world_size), inside the process group that torchrun describes in the environment."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    if world_size == 1:
-        yield 0, 1
-        return
-    joined = not dist.is_initialized()
-    if joined:
-        # CPU tensors (the stop flag, the starting point) go through gloo even where gradients go through NCCL.
-        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
-    try:
-        yield dist.get_rank(), world_size
-    finally:
-        if joined:
-            # DDP's reducer sits in reference cycles that hold the group; left to interpreter exit, a gloo worker
-            # thread releasing its last collective can abort the process ("terminate called without an active
-            # exception"). Collecting them first lets the group join its threads here.
-            gc.collect()
-            dist.destroy_process_group()
-
-
-def _pick_device(name: str) -> torch.device:
-    """Return the device to train on: "auto" is CUDA when available, and a bare "cuda" is this rank's GPU."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda" and device.index is None:
-        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
-    return device
-
-
 def _batch_seeds(seed: int, epoch: int, batch: int, rank: int) -> tuple[int, int]:
     """Return seeds for one rank's batch and its dropout: a run resumed at any batch draws what it would have."""
     data_seed, dropout_seed = np.random.SeedSequence([seed, epoch, batch, rank]).generate_state(2)
@@ -168,7 +132,7 @@ def _starting_point(params: dict) -> _Start:
     data = replace(data, data_dir=str(Path(data.data_dir).resolve()),
                    labels=data.labels and str(Path(data.labels).resolve()))
     if not params.get("resume"):
-        return _Start(_new_run_dir(config.savemodeldir), data, model, config, None)
+        return _Start(new_run_dir(config.savemodeldir), data, model, config, None)
     run_dir = Path(params["resume"])
     saved = read_config(run_dir)
     remove_stale_temporaries(run_dir)  # left by a kill during a checkpoint write
@@ -184,26 +148,6 @@ def _starting_point(params: dict) -> _Start:
     if "datadir" in params:
         saved["data"] = replace(saved["data"], data_dir=data.data_dir)
     return _Start(run_dir, saved["data"], saved["model"], config, load_checkpoint(run_dir / LAST_CHECKPOINT))
-
-
-def _new_run_dir(savemodeldir: str) -> Path:
-    """Create and return a folder named for the time, with a suffix where another run has taken that name.
-
-    Made exclusively at the moment its name is chosen, so two runs started in the same second never share one.
-    """
-    stem = Path(savemodeldir) / time.strftime("%Y%m%d-%H%M%S")
-    try:
-        stem.parent.mkdir(parents=True, exist_ok=True)
-        for suffix in itertools.count():
-            run_dir = stem.with_name(f"{stem.name}-{suffix}") if suffix else stem
-            try:
-                run_dir.mkdir()
-                return run_dir
-            except FileExistsError:
-                continue
-    except OSError as error:
-        raise ValueError(f"cannot make a run folder in savemodeldir {savemodeldir!r} ({error.strerror}); "
-                         "give a writable folder with --savemodeldir") from None
 
 
 def _shared_starting_point(params: dict, rank: int, world_size: int) -> _Start:
@@ -241,54 +185,6 @@ def train_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, inputs:
         torch.nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
     optimizer.step()
     return loss.detach()
-
-
-class _StopRequested(Exception):
-    """Ctrl-C, acted on between two batches, where the model and the optimizer agree with the losses recorded."""
-
-
-class _StopRequest:
-    """Ctrl-C turned into a request that every rank reads before the same batch.
-
-    A KeyboardInterrupt raised wherever the signal lands could split a batch (Adam's update half done) and, under
-    torchrun, which passes SIGINT to each rank wherever it is, leave the other ranks waiting in a collective. So
-    the first Ctrl-C is noted and training stops at the next batch on all ranks; a second one stops at once,
-    without saving.
-    """
-
-    def __init__(self, world_size: int, announce: bool) -> None:
-        self.world_size, self.announce = world_size, announce
-        self.requested, self.installed, self.previous_handler = False, False, None
-
-    def __enter__(self) -> _StopRequest:
-        if threading.current_thread() is threading.main_thread():  # the only thread that may handle signals
-            self.previous_handler = signal.signal(signal.SIGINT, self._note)
-            self.installed = True
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        if self.installed:
-            # None: a handler set outside Python, which cannot be put back; Python's own is the usual one.
-            previous = signal.default_int_handler if self.previous_handler is None else self.previous_handler
-            signal.signal(signal.SIGINT, previous)
-
-    def _note(self, signum: int, frame: object) -> None:
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        if self.announce:
-            tqdm.write("Ctrl-C: stopping after this batch and saving (press again to stop at once, without saving)",
-                       file=sys.stderr)
-
-    def check(self) -> None:
-        """Raise _StopRequested on every rank once any rank has been interrupted."""
-        requested = self.requested
-        if self.world_size > 1:
-            flag = torch.tensor([float(requested)])
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)  # on the CPU: no wait for the GPU
-            requested = bool(flag.item())
-        if requested:
-            raise _StopRequested
 
 
 class _Run:
@@ -366,7 +262,7 @@ def train(params: dict, on_epoch_end: Callable[[int, float, RNN], None] | None =
 
 def train_run(params: dict, on_epoch_end: Callable[[int, float, RNN], None] | None = None) -> TrainingOutcome:
     """Return the run folder and whether Ctrl-C stopped it, after training as `train` does."""
-    with _process_group() as (rank, world_size):
+    with process_group() as (rank, world_size):
         return _train(params, on_epoch_end, rank, world_size)
 
 
@@ -403,10 +299,10 @@ def _train_from(start: _Start, on_epoch_end: Callable[[int, float, RNN], None] |
     epoch_losses = [torch.tensor(loss, device=device) for loss in start.epoch_in_progress()]
     interrupted = False
     try:
-        with _StopRequest(world_size, announce=rank == 0) as stop:
+        with StopRequest(world_size, announce=rank == 0) as stop:
             for epoch in range(len(history), config.num_epochs):
                 _train_epoch(trained, optimizer, dataset, config, epoch, rank, run.bar, stop, epoch_losses)
-                batch_losses = _mean_over_ranks(epoch_losses, world_size)
+                batch_losses = mean_over_ranks(epoch_losses, world_size)
                 epoch_losses.clear()
                 history.append(sum(batch_losses) / len(batch_losses))
                 done = len(history)
@@ -416,8 +312,8 @@ def _train_from(start: _Start, on_epoch_end: Callable[[int, float, RNN], None] |
                 if on_epoch_end and rank == 0:
                     model.eval()
                     on_epoch_end(done, history[-1], model)
-    except _StopRequested:
-        partial = _mean_over_ranks(epoch_losses, world_size)
+    except StopRequested:
+        partial = mean_over_ranks(epoch_losses, world_size)
         run.save(model, optimizer, history, numbered=False, epoch_batch_losses=partial)
         run.interrupted(history, partial)
         interrupted = True
@@ -430,7 +326,7 @@ def _training_device(config: TrainConfig, world_size: int) -> torch.device:
     """Return the device to train on, refusing settings that cannot work there."""
     if config.per_step and world_size > 1:
         raise ValueError("per_step is a single-process comparison mode; run it without torchrun")
-    device = _pick_device(config.device)
+    device = pick_device(config.device)
     if config.bf16 and device.type != "cuda":
         warnings.warn(f"bf16 autocast is for CUDA only; training on {device} in float32", stacklevel=4)
     if device.type == "cuda":
@@ -450,7 +346,7 @@ def _model_and_optimizer(start: _Start, device: torch.device) -> tuple[RNN, torc
 
 
 def _train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, dataset: MuLawAudioDataset,
-                 config: TrainConfig, epoch: int, rank: int, bar: tqdm, stop: _StopRequest,
+                 config: TrainConfig, epoch: int, rank: int, bar: tqdm, stop: StopRequest,
                  losses: list[torch.Tensor]) -> None:
     """Train the rest of an epoch, appending this rank's loss of each batch to `losses` (left on the device)."""
     device = next(model.parameters()).device
@@ -467,17 +363,6 @@ def _train_epoch(model: torch.nn.Module, optimizer: torch.optim.Optimizer, datas
             group["lr"] = rate
         losses.append(train_step(model, optimizer, inputs, targets, config.per_step, config.bf16, config.grad_clip))
         bar.update()
-
-
-def _mean_over_ranks(losses: list[torch.Tensor], world_size: int) -> list[float]:
-    """Return this rank's batch losses averaged batch by batch over all ranks (which stop at the same batch)."""
-    if not losses:
-        return []
-    values = torch.stack(losses)
-    if world_size > 1:
-        dist.all_reduce(values)  # a sum: gloo has no average
-        values /= world_size
-    return values.tolist()
 
 
 def _parse_args(argv: list[str] | None = None) -> dict:

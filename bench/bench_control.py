@@ -101,24 +101,27 @@ def run_cell(name: str, variant: str, budget: str, seed: int, sampling: list[tup
              evaluation: EvaluationConfig) -> list[dict]:
     """Return the result rows of one data set x variant x budget x seed, training and evaluating what is missing."""
     path = output / "results" / f"{name}__{variant}__{budget}__{seed}.json".replace(" ", "_")
-    if path.exists():
-        kept = json.loads(path.read_text())
-        if {row["sampling"] for row in kept} >= {f"{n}:{t:g}" for n, t in sampling}:
-            return kept
-    dataset = DATASETS[name]
-    folder = output / "data" / name.replace(" ", "_")
-    build_dataset(dataset.render_config(folder, evaluation.amplitudes if budget == "tiny" else AMPLITUDES))
-    started = time.perf_counter()
-    run_dir = train(training_params(dataset, folder, variant, budget, seed, output / "runs"))
-    seconds = time.perf_counter() - started
-    rows = []
-    for top_n, temperature in sampling:
+    kept = json.loads(path.read_text()) if path.exists() else []
+    wanted = [f"{top_n}:{temperature:g}" for top_n, temperature in sampling]
+    missing = [setting for setting, label in zip(sampling, wanted) if label not in {r["sampling"] for r in kept}]
+    if missing and kept and Path(kept[0]["run"]).is_dir():  # a new sampling setting: evaluate the kept run
+        run_dir, seconds = Path(kept[0]["run"]), kept[0]["training (min)"] * 60
+    elif missing:
+        dataset = DATASETS[name]
+        folder = output / "data" / name.replace(" ", "_")
+        build_dataset(dataset.render_config(folder, evaluation.amplitudes if budget == "tiny" else AMPLITUDES))
+        started = time.perf_counter()
+        run_dir = train(training_params(dataset, folder, variant, budget, seed, output / "runs"))
+        seconds = time.perf_counter() - started
+        kept, missing = [], sampling
+    for top_n, temperature in missing:
         found = evaluate_run(run_dir, replace(evaluation, top_n=top_n, temperature=temperature), "cpu")
-        rows.append({"data set": name, "variant": variant, "budget": budget, "seed": seed, "run": str(run_dir),
+        kept.append({"data set": name, "variant": variant, "budget": budget, "seed": seed, "run": str(run_dir),
                      "training (min)": seconds / 60, **result_row(found.summary, f"{top_n}:{temperature:g}")})
-    text = json.dumps(rows, indent=1) + "\n"
-    write_atomically(path, lambda f: f.write(text.encode()))
-    return rows
+    if missing:
+        text = json.dumps(kept, indent=1) + "\n"
+        write_atomically(path, lambda f: f.write(text.encode()))
+    return [row for row in kept if row["sampling"] in wanted]
 
 
 def _spread(values: list[float], digits: int) -> str:

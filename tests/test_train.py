@@ -9,9 +9,9 @@ import torch
 
 from inference import load_model
 from model.gru_audio_model import RNN
-from train import (PRESETS, TrainingOutcome, _new_run_dir, configs_from_params, main, train, train_run,
+from train import (PRESETS, TrainingOutcome, configs_from_params, main, train, train_run,
                    train_step)
-from utils.run_folder import LAST_CHECKPOINT, load_checkpoint, read_config
+from utils.run_folder import LAST_CHECKPOINT, load_checkpoint, new_run_dir, read_config
 from tests.conftest import TINY_SPECS
 
 
@@ -177,7 +177,7 @@ def test_checkpoint_carrying_a_pickled_object_is_refused_without_advice_to_load_
 
 def test_two_runs_started_in_the_same_second_get_their_own_folders(tmp_path, monkeypatch):
     monkeypatch.setattr("time.strftime", lambda form: "20261125-120000")
-    first, second = _new_run_dir(str(tmp_path)), _new_run_dir(str(tmp_path))
+    first, second = new_run_dir(str(tmp_path)), new_run_dir(str(tmp_path))
     assert first.is_dir() and second.is_dir() and first != second
     assert second.name == "20261125-120000-1"
 
@@ -185,7 +185,7 @@ def test_two_runs_started_in_the_same_second_get_their_own_folders(tmp_path, mon
 def test_a_savemodeldir_that_is_a_file_is_refused_by_name(tmp_path):
     (tmp_path / "taken").write_text("")
     with pytest.raises(ValueError, match="savemodeldir .*taken"):
-        _new_run_dir(str(tmp_path / "taken"))
+        new_run_dir(str(tmp_path / "taken"))
 
 
 @pytest.mark.parametrize("option", ["--batch_size", "--batches_per_epoch", "--savemodel_interval", "--seqLen",

@@ -1,10 +1,12 @@
 """A training run's folder: config.json, atomically written checkpoints, and loading a model back from it."""
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import pickle
 import re
+import time
 import types
 import typing
 from dataclasses import asdict, fields
@@ -39,6 +41,26 @@ def remove_stale_temporaries(run_dir: str | Path) -> list[Path]:
     for path in stale:
         path.unlink()
     return stale
+
+
+def new_run_dir(savemodeldir: str) -> Path:
+    """Create and return a folder named for the time, with a suffix where another run has taken that name.
+
+    Made exclusively at the moment its name is chosen, so two runs started in the same second never share one.
+    """
+    stem = Path(savemodeldir) / time.strftime("%Y%m%d-%H%M%S")
+    try:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        for suffix in itertools.count():
+            run_dir = stem.with_name(f"{stem.name}-{suffix}") if suffix else stem
+            try:
+                run_dir.mkdir()
+                return run_dir
+            except FileExistsError:
+                continue
+    except OSError as error:
+        raise ValueError(f"cannot make a run folder in savemodeldir {savemodeldir!r} ({error.strerror}); "
+                         "give a writable folder with --savemodeldir") from None
 
 
 def write_config(run_dir: Path, data: AudioDatasetConfig, model: GRUAudioConfig, train: Any) -> None:
