@@ -20,7 +20,7 @@ def process_group() -> Iterator[tuple[int, int]]:
     joined = not dist.is_initialized()
     if joined:
         # CPU tensors (the stop flag, the starting point) go through gloo even where gradients go through NCCL.
-        dist.initprocess_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
+        dist.init_process_group("cpu:gloo,cuda:nccl" if torch.cuda.is_available() else "gloo")
     try:
         yield dist.get_rank(), world_size
     finally:
@@ -29,7 +29,7 @@ def process_group() -> Iterator[tuple[int, int]]:
             # thread releasing its last collective can abort the process ("terminate called without an active
             # exception"). Collecting them first lets the group join its threads here.
             gc.collect()
-            dist.destroyprocess_group()
+            dist.destroy_process_group()
 
 
 def pick_device(name: str) -> torch.device:
