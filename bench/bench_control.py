@@ -60,7 +60,8 @@ VARIANTS = {
     "every-layer": {**_ORIGINAL, "cond_every_layer": True},
     "pitch-shift": {**_ORIGINAL, **_SHIFT},
     "seq512 batch32": {**_ORIGINAL, "seqLen": 512, "batch_size": 32},  # the same samples a batch as 256 x 64
-    "recommended": {**_ORIGINAL, **_SCHEDULE, **_SHIFT, "cond_every_layer": True},
+    "shift+seq512": {**_ORIGINAL, **_SHIFT, "seqLen": 512, "batch_size": 32},
+    "schedule+shift+every-layer": {**_ORIGINAL, **_SCHEDULE, **_SHIFT, "cond_every_layer": True},
 }
 
 BUDGETS = {

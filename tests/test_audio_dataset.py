@@ -1,5 +1,6 @@
 import math
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -68,6 +69,11 @@ def test_values_map_linearly_from_their_range():
 def test_equal_min_and_max_names_the_parameter():
     with pytest.raises(ValueError, match="'p'"):
         AudioDatasetConfig(parameter_specs={"p": (64, 64)})
+
+
+def _copy_files(source: Path, folder: Path) -> None:
+    for path in source.iterdir():
+        (folder / path.name).write_bytes(path.read_bytes())
 
 
 def _dataset(folder, **overrides) -> MuLawAudioDataset:
@@ -139,8 +145,7 @@ def test_multichannel_is_mixed_and_other_rates_are_resampled(tmp_path):
 
 
 def test_files_lacking_a_parameter_are_skipped_with_one_warning(tiny_data_dir, tmp_path):
-    for path in tiny_data_dir.iterdir():
-        (tmp_path / path.name).write_bytes(path.read_bytes())
+    _copy_files(tiny_data_dir, tmp_path)
     write_tone(tmp_path / "stray_p70.00.wav", 70, 0.5, bright=False)
     write_tone(tmp_path / "other_instID1_p70.00.wav", 70, 0.5, bright=False)
     with warnings.catch_warnings(record=True) as caught:
@@ -153,8 +158,7 @@ def test_files_lacking_a_parameter_are_skipped_with_one_warning(tiny_data_dir, t
 
 
 def test_files_giving_a_parameter_twice_are_skipped_with_a_warning_naming_them(tiny_data_dir, tmp_path):
-    for path in tiny_data_dir.iterdir():
-        (tmp_path / path.name).write_bytes(path.read_bytes())
+    _copy_files(tiny_data_dir, tmp_path)
     write_tone(tmp_path / "x_instID1_a0.5_p64_p76.wav", 70, 0.5, bright=False)
     with pytest.warns(UserWarning, match=r"skipped 1 of 9 .* ambiguous: x_instID1_a0.5_p64_p76.wav gives p 2 times"):
         dataset = _dataset(tmp_path)
@@ -162,8 +166,7 @@ def test_files_giving_a_parameter_twice_are_skipped_with_a_warning_naming_them(t
 
 
 def test_values_outside_the_declared_range_are_trained_with_one_warning_naming_them(tiny_data_dir, tmp_path):
-    for path in tiny_data_dir.iterdir():
-        (tmp_path / path.name).write_bytes(path.read_bytes())
+    _copy_files(tiny_data_dir, tmp_path)
     write_tone(tmp_path / "x_instID1_a0.5_p90.wav", 90, 0.5, bright=False)
     write_tone(tmp_path / "x_instID3_a0.5_p64.wav", 64, 0.5, bright=False)
     with warnings.catch_warnings(record=True) as caught:
@@ -177,8 +180,7 @@ def test_values_outside_the_declared_range_are_trained_with_one_warning_naming_t
 
 @pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
 def test_a_wav_holding_nan_or_infinity_is_refused_by_name(tiny_data_dir, tmp_path, bad):
-    for path in tiny_data_dir.iterdir():
-        (tmp_path / path.name).write_bytes(path.read_bytes())
+    _copy_files(tiny_data_dir, tmp_path)
     samples = np.zeros(4000, np.float32)
     samples[1234] = bad
     sf.write(tmp_path / "broken_instID1_a0.5_p64.wav", samples, 16000, subtype="FLOAT")

@@ -4,17 +4,17 @@ from train import configs_from_params
 
 
 def test_benchmark_runs_end_to_end_on_a_tiny_budget(tmp_path, capsys):
-    main(["--datasets", "double reeds", "--variants", "recommended", "--budgets", "tiny", "--seeds", "0",
+    main(["--datasets", "double reeds", "--variants", "pitch-shift", "--budgets", "tiny", "--seeds", "0",
           "--sampling", "3:1.0", "1:1.0", "--output", str(tmp_path)])
     table = (tmp_path / "table.md").read_text()
-    assert table.count("| double reeds | recommended | tiny |") == 2  # one line per sampling setting
+    assert table.count("| double reeds | pitch-shift | tiny |") == 2  # one line per sampling setting
     assert "held-out median" in capsys.readouterr().out
     runs = list((tmp_path / "runs").iterdir())
-    main(["--datasets", "double reeds", "--variants", "recommended", "--budgets", "tiny", "--seeds", "0",
+    main(["--datasets", "double reeds", "--variants", "pitch-shift", "--budgets", "tiny", "--seeds", "0",
           "--sampling", "1:1.0", "8:0.9", "--output", str(tmp_path)])
     assert list((tmp_path / "runs").iterdir()) == runs  # kept runs are not trained again, only evaluated
     table = (tmp_path / "table.md").read_text()
-    assert "| recommended | tiny | 8:0.9 |" in table and "| 3:1 |" not in table
+    assert "| pitch-shift | tiny | 8:0.9 |" in table and "| 3:1 |" not in table
 
 
 def test_every_variant_holds_out_two_pitches_and_keeps_the_budgets_samples_per_batch(tmp_path):

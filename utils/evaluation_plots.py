@@ -44,6 +44,14 @@ def _mark_held_out_pitches(ax, evaluation: Evaluation, along_x: bool) -> None:
                                                 label="_" if k else "held-out pitch")
 
 
+def _labelled(figure: Figure, panels: list, ylabel: str) -> Figure:
+    """Return the figure with the first panel's y label and legend, laid out."""
+    panels[0][0].set_ylabel(ylabel)
+    panels[0][0].legend(fontsize=7)
+    figure.tight_layout()
+    return figure
+
+
 def plot_pitch(evaluation: Evaluation) -> Figure:
     """Return a figure of each note's f0 against its requested pitch (cents off); held-out pitches shaded."""
     config = evaluation.config
@@ -60,10 +68,7 @@ def plot_pitch(evaluation: Evaluation) -> Figure:
         ax.set_title(f"{config.instrument}={instrument:g}" + (f" ({unvoiced} unvoiced notes not shown)"
                                                               if unvoiced else ""), fontsize=10)
         ax.set_xlabel(f"requested pitch {config.pitch} (MIDI)")
-    panels[0][0].set_ylabel("f0 - requested (cents)")
-    panels[0][0].legend(fontsize=7)
-    figure.tight_layout()
-    return figure
+    return _labelled(figure, panels, "f0 - requested (cents)")
 
 
 def plot_glide(evaluation: Evaluation) -> Figure:
@@ -76,10 +81,7 @@ def plot_glide(evaluation: Evaluation) -> Figure:
         ax.plot(track.times, track.f0_midi, ".", markersize=3, label="f0 of the generated audio")
         ax.set_title(f"glide, {evaluation.config.instrument}={instrument:g}", fontsize=10)
         ax.set_xlabel("time (s)")
-    panels[0][0].set_ylabel("pitch (MIDI)")
-    panels[0][0].legend(fontsize=7)
-    figure.tight_layout()
-    return figure
+    return _labelled(figure, panels, "pitch (MIDI)")
 
 
 def plot_loudness(evaluation: Evaluation) -> Figure:
@@ -90,10 +92,7 @@ def plot_loudness(evaluation: Evaluation) -> Figure:
         _scatter_notes(ax, evaluation, instrument, config.amplitude, "level_db")
         ax.set_title(f"{config.instrument}={instrument:g}", fontsize=10)
         ax.set_xlabel(f"amplitude {config.amplitude}")
-    panels[0][0].set_ylabel("RMS level (dBFS)")
-    panels[0][0].legend(fontsize=7)
-    figure.tight_layout()
-    return figure
+    return _labelled(figure, panels, "RMS level (dBFS)")
 
 
 def plot_spectrograms(evaluation: Evaluation) -> Figure:
