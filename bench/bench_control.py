@@ -9,7 +9,8 @@ is missing.
 
 Run from the repository root:
     .venv/bin/python -m bench.bench_control                                  # every data set, variant, budget
-    .venv/bin/python -m bench.bench_control --datasets default reeds --variants original recommended --seeds 0
+    .venv/bin/python -m bench.bench_control --datasets default "double reeds" --variants original pitch-shift --seeds 0
+    .venv/bin/python -m bench.bench_control --kept                           # the table of what has been run
     .venv/bin/python -m bench.bench_control --sampling 3:1.0 1:1.0 8:0.9     # sampling settings, same runs
 """
 from __future__ import annotations
@@ -170,7 +171,14 @@ def main(argv: list[str] | None = None) -> None:
                         help="sampling settings to evaluate each run with (default 3:1.0)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     parser.add_argument("--output", default="output/bench_control", help="data, runs and results (kept)")
+    parser.add_argument("--kept", action="store_true",
+                        help="print the table of every result kept under --output so far, training nothing")
     args = parser.parse_args(argv)
+    if args.kept:
+        rows = [row for path in sorted((Path(args.output) / "results").glob("*.json"))
+                for row in json.loads(path.read_text())]
+        print(table(rows))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     tiny = args.budgets == ["tiny"]

@@ -15,6 +15,10 @@ def test_benchmark_runs_end_to_end_on_a_tiny_budget(tmp_path, capsys):
     assert list((tmp_path / "runs").iterdir()) == runs  # kept runs are not trained again, only evaluated
     table = (tmp_path / "table.md").read_text()
     assert "| pitch-shift | tiny | 8:0.9 |" in table and "| 3:1 |" not in table
+    capsys.readouterr()
+    main(["--kept", "--output", str(tmp_path)])
+    kept = capsys.readouterr().out
+    assert all(f"| pitch-shift | tiny | {s} |" in kept for s in ("3:1", "1:1", "8:0.9"))  # every setting run so far
 
 
 def test_every_variant_holds_out_two_pitches_and_keeps_the_budgets_samples_per_batch(tmp_path):
