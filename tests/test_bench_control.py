@@ -8,6 +8,7 @@ def test_benchmark_runs_end_to_end_on_a_tiny_budget(tmp_path, capsys):
           "--sampling", "3:1.0", "1:1.0", "--output", str(tmp_path)])
     table = (tmp_path / "table.md").read_text()
     assert table.count("| double reeds | pitch-shift | tiny |") == 2  # one line per sampling setting
+    assert "| double reeds | data files | - | - | 1 |" in table  # the floor: the data measured as the runs are
     assert "held-out median" in capsys.readouterr().out
     runs = list((tmp_path / "runs").iterdir())
     main(["--datasets", "double reeds", "--variants", "pitch-shift", "--budgets", "tiny", "--seeds", "0",
