@@ -71,6 +71,13 @@ def test_equal_min_and_max_names_the_parameter():
         AudioDatasetConfig(parameter_specs={"p": (64, 64)})
 
 
+def _dataset_and_warnings(folder: Path) -> tuple[MuLawAudioDataset, list[warnings.WarningMessage]]:
+    """Return the dataset of `folder` and every warning its loading gave."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        return _dataset(folder), caught
+
+
 def _copy_files(source: Path, folder: Path) -> None:
     for path in source.iterdir():
         (folder / path.name).write_bytes(path.read_bytes())
@@ -148,9 +155,7 @@ def test_files_lacking_a_parameter_are_skipped_with_one_warning(tiny_data_dir, t
     _copy_files(tiny_data_dir, tmp_path)
     write_tone(tmp_path / "stray_p70.00.wav", 70, 0.5, bright=False)
     write_tone(tmp_path / "other_instID1_p70.00.wav", 70, 0.5, bright=False)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        dataset = _dataset(tmp_path)
+    dataset, caught = _dataset_and_warnings(tmp_path)
     assert len(dataset.files) == 8
     messages = [str(w.message) for w in caught]
     assert len(messages) == 1 and "skipped 2 of 10" in messages[0]
@@ -169,9 +174,7 @@ def test_values_outside_the_declared_range_are_trained_with_one_warning_naming_t
     _copy_files(tiny_data_dir, tmp_path)
     write_tone(tmp_path / "x_instID1_a0.5_p90.wav", 90, 0.5, bright=False)
     write_tone(tmp_path / "x_instID3_a0.5_p64.wav", 64, 0.5, bright=False)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        dataset = _dataset(tmp_path)
+    dataset, caught = _dataset_and_warnings(tmp_path)
     assert len(dataset.files) == 10 and len(caught) == 1
     message = str(caught[0].message)
     assert "x_instID1_a0.5_p90.wav (p=90, range 64 to 76)" in message
