@@ -208,6 +208,12 @@ def summary_row(rows: list[dict], config: EvaluationConfig, instruments: np.ndar
     return row
 
 
+def summary_rows(notes: list[dict], config: EvaluationConfig, instruments: np.ndarray) -> list[dict]:
+    """Return one summary row for each source (generated, data) and group that has notes."""
+    return [summary_row(rows, config, instruments) for source in ("generated", "data") for group in GROUPS
+            if (rows := [r for r in notes if r["source"] == source and r["group"] == group])]
+
+
 def glide_row(instrument_name: str, instrument: float, track: PitchTrack) -> dict:
     """Return the summary row of one glide: voiced share and the cents error over its voiced frames."""
     cents = track.cents()
@@ -271,8 +277,7 @@ def evaluate_run(run_directory: str | Path, config: EvaluationConfig = Evaluatio
     progress(STAGES[3])
 
     notes = reference.rows("generated", settings, measured, config) + data_rows
-    summary = [summary_row(rows, config, instruments) for source in ("generated", "data") for group in GROUPS
-               if (rows := [r for r in notes if r["source"] == source and r["group"] == group])]
+    summary = summary_rows(notes, config, instruments)
     summary += [glide_row(config.instrument, instrument, track) for instrument, track in glides.items()]
     rate = GenerationRate(grid_rate.samples + glide_rate.samples, grid_rate.seconds + glide_rate.seconds, sr)
     return Evaluation(run_directory, config, sr, summary, notes, glides, data.exclude, grid_audio, rate)

@@ -27,7 +27,7 @@ import torch
 
 from audioDataLoader.render_dataset import RenderConfig, build_dataset
 from audioDataLoader.audio_dataset import AudioDatasetConfig
-from evaluate import EvaluationConfig, evaluate_run, measure_data, summary_row
+from evaluate import EvaluationConfig, evaluate_run, measure_data, summary_rows
 from train import PRESETS, train
 from utils.evaluation_measures import GROUPS
 from utils.run_folder import write_atomically
@@ -95,16 +95,21 @@ def training_params(dataset: DataSet, folder: Path, variant: str, budget: str, s
 
 def result_row(summary: list[dict], sampling: str, source: str = "generated") -> dict:
     """Return the benchmark's figures from an evaluation's summary rows of one source (generated, or data)."""
-    generated = {row["group"]: row for row in summary if row["source"] == source}
+    by_group = {row["group"]: row for row in summary if row["source"] == source}
     row = {"sampling": sampling}
     for group in GROUPS:
-        found = generated.get(group, {})
+        found = by_group.get(group, {})
         row[f"{group} median"] = found.get("pitch error median (cents)", float("nan"))
         row[f"{group} p90"] = found.get("pitch error p90 (cents)", float("nan"))
-    trained = generated["trained"]
+    trained = by_group["trained"]
     row["instrument accuracy"] = trained["instrument accuracy"]
     row["level error (dB)"] = trained["level error median (dB)"]
     return row
+
+
+def _keep(path: Path, rows: list[dict]) -> None:
+    text = json.dumps(rows, indent=1) + "\n"
+    write_atomically(path, lambda f: f.write(text.encode()))
 
 
 def rendered(name: str, output: Path, amplitudes: tuple[float, ...]) -> Path:
@@ -134,8 +139,7 @@ def run_cell(name: str, variant: str, budget: str, seed: int, sampling: list[tup
         kept.append({"data set": name, "variant": variant, "budget": budget, "seed": seed, "run": str(run_dir),
                      "training (min)": seconds / 60, **result_row(found.summary, f"{top_n}:{temperature:g}")})
     if missing:
-        text = json.dumps(kept, indent=1) + "\n"
-        write_atomically(path, lambda f: f.write(text.encode()))
+        _keep(path, kept)
     return [row for row in kept if row["sampling"] in wanted]
 
 
@@ -151,12 +155,10 @@ def data_rows(name: str, output: Path, evaluation: EvaluationConfig, amplitudes:
                               exclude={"p": list(dataset.held_out)})
     _, notes = measure_data(data, evaluation)
     instruments = np.unique([note[evaluation.instrument] for note in notes])
-    summary = [summary_row(rows, evaluation, instruments) for group in GROUPS
-               if (rows := [note for note in notes if note["group"] == group])]
+    summary = summary_rows(notes, evaluation, instruments)
     kept = [{"data set": name, "variant": DATA_FILES, "budget": "-", "seed": 0, "run": str(folder),
              "training (min)": 0.0, **result_row(summary, "-", source="data")}]
-    text = json.dumps(kept, indent=1) + "\n"
-    write_atomically(path, lambda f: f.write(text.encode()))
+    _keep(path, kept)
     return kept
 
 
