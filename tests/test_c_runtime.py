@@ -7,19 +7,11 @@ from audioDataLoader.audio_dataset import input_value_table
 from audioDataLoader.mulaw import mu_law_decode, mu_law_encode
 from inference import SynthStream, choose_backend, prime, run_inference
 from model.c_sampler import CVoice, c_model
-from model.gru_audio_model import RNN, GRUAudioConfig
-from tests.test_numba_sampler import chi_square, gliding_conditioning, greedy_margin, random_model
+from model.gru_audio_model import GRUAudioConfig
+from tests.test_numba_sampler import (assert_greedy_backend_follows_torch, chi_square, gliding_conditioning,
+                                     lively_model, random_model)
 
 pytestmark = pytest.mark.usefixtures("built_runtime")
-
-
-def lively_model(seed: int) -> RNN:
-    """A random model with well separated logits, so that the most likely class moves about and leads clearly."""
-    model = random_model(seed)
-    with torch.no_grad():
-        model.input_proj.weight.mul_(3)
-        model.output.weight.mul_(40)
-    return model
 
 
 @pytest.mark.parametrize("config", [
@@ -43,16 +35,7 @@ def test_c_logits_equal_pytorch_over_10000_teacher_forced_steps(config):
 def test_greedy_c_sampler_equals_the_pytorch_loop_for_two_seconds():
     # Over 32,000 steps most random models meet a near tie, where rounding may pick either class and the two loops
     # part; this one (found by trying seeds) never comes closer than 1.4e-4, against C's largest error of 1e-5.
-    model = lively_model(19)
-    cond, warmup = gliding_conditioning(32_000), 0.5 * np.sin(np.linspace(0, 30, 200))
-    from_torch = run_inference(model, cond, warmup, top_n=1, backend="torch")
-    from_c = run_inference(model, cond, warmup, top_n=1, backend="c")
-
-    # The premise: along this path the best class leads the next by far more than the two sides' rounding.
-    assert greedy_margin(model, cond, warmup, from_torch) > 1e-4
-    assert len(np.unique(from_torch)) >= 3
-
-    np.testing.assert_array_equal(from_c, from_torch)
+    assert_greedy_backend_follows_torch(lively_model(19), 32_000, "c", least_margin=1e-4, least_values=3)
 
 
 @pytest.mark.parametrize("top_n, temperature", [(5, 1.0), (3, 0.5), (0, 2.0)])

@@ -15,6 +15,15 @@ def random_model(seed: int, config: GRUAudioConfig = GRUAudioConfig()) -> RNN:
     return RNN(config).eval()
 
 
+def lively_model(seed: int) -> RNN:
+    """A random model with well separated logits, so that the most likely class moves about and leads clearly."""
+    model = random_model(seed)
+    with torch.no_grad():
+        model.input_proj.weight.mul_(3)
+        model.output.weight.mul_(40)
+    return model
+
+
 def chi_square(counts: np.ndarray, probabilities: np.ndarray) -> tuple[float, int]:
     """Return Pearson's (statistic, degrees of freedom), classes expecting fewer than 5 draws pooled into one."""
     expected = counts.sum() * probabilities
@@ -62,20 +71,21 @@ def test_compiled_step_logits_match_pytorch_over_hundreds_of_steps(config):
     np.testing.assert_allclose(hidden_numba, hidden_torch[:, 0].numpy(), rtol=0, atol=1e-5)
 
 
-def test_greedy_sampling_gives_the_same_sequence_on_both_backends():
-    model = random_model(9)
-    with torch.no_grad():  # livelier, better separated logits than the plain random init, so argmax moves about
-        model.input_proj.weight.mul_(3)
-        model.output.weight.mul_(40)
-    cond, warmup = gliding_conditioning(400), 0.5 * np.sin(np.linspace(0, 30, 200))
+def assert_greedy_backend_follows_torch(model: RNN, steps: int, backend: str, least_margin: float,
+                                        least_values: int) -> None:
+    """Greedy sampling on `backend` must give the PyTorch loop's samples exactly, along a gliding path where the
+    best class leads the next by `least_margin` (far more than either side's rounding) and takes `least_values`."""
+    cond, warmup = gliding_conditioning(steps), 0.5 * np.sin(np.linspace(0, 30, 200))
     from_torch = run_inference(model, cond, warmup, top_n=1, backend="torch")
-    from_numba = run_inference(model, cond, warmup, top_n=1, backend="numba")
+    from_backend = run_inference(model, cond, warmup, top_n=1, backend=backend)
 
-    # The premise: along this path the best class leads the next by far more than the two backends' rounding.
-    assert greedy_margin(model, cond, warmup, from_torch) > 1e-3
-    assert len(np.unique(from_torch)) >= 4
+    assert greedy_margin(model, cond, warmup, from_torch) > least_margin  # the premise
+    assert len(np.unique(from_torch)) >= least_values
+    np.testing.assert_array_equal(from_backend, from_torch)
 
-    np.testing.assert_array_equal(from_numba, from_torch)
+
+def test_greedy_sampling_gives_the_same_sequence_on_both_backends():
+    assert_greedy_backend_follows_torch(lively_model(9), 400, "numba", least_margin=1e-3, least_values=4)
 
 
 @pytest.mark.parametrize("top_n, temperature", [(5, 1.0), (3, 0.5), (0, 2.0)])
