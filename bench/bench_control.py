@@ -10,6 +10,7 @@ is missing.
 Run from the repository root:
     .venv/bin/python -m bench.bench_control                                  # every data set, variant, budget
     .venv/bin/python -m bench.bench_control --datasets default "double reeds" --variants original pitch-shift --seeds 0
+    .venv/bin/python -m bench.bench_control --datasets default --variants original --budgets full --seeds 0
     .venv/bin/python -m bench.bench_control --kept                           # the table of what has been run
     .venv/bin/python -m bench.bench_control --sampling 3:1.0 1:1.0 8:0.9     # sampling settings, same runs
 """
@@ -77,6 +78,8 @@ VARIANTS = {
 BUDGETS = {
     "quick": {k: PRESETS["quick"][k] for k in ("num_epochs", "batches_per_epoch", "batch_size")},
     "long": {"num_epochs": 60, "batches_per_epoch": 75, "batch_size": 64},  # three times the quick preset
+    # The original's schedule, what train.py runs when given no preset: 40 x 100 x 256, ten times the quick preset.
+    "full": {k: PRESETS["original"][k] for k in ("num_epochs", "batches_per_epoch", "batch_size")},
     "tiny": {"num_epochs": 1, "batches_per_epoch": 2, "batch_size": 4},  # for the test: end to end, no learning
 }
 DATA_FILES = "data files"  # the table's floor: the data itself, measured as the runs are
