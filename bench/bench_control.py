@@ -10,7 +10,7 @@ is missing.
 Run from the repository root:
     .venv/bin/python -m bench.bench_control                                  # every data set, variant, budget
     .venv/bin/python -m bench.bench_control --datasets default "double reeds" --variants original pitch-shift --seeds 0
-    .venv/bin/python -m bench.bench_control --datasets default --variants original --budgets full --seeds 0
+    .venv/bin/python -m bench.bench_control --datasets default --variants original --budgets full --seeds 0 --threads 2
     .venv/bin/python -m bench.bench_control --kept                           # the table of what has been run
     .venv/bin/python -m bench.bench_control --sampling 3:1.0 1:1.0 8:0.9     # sampling settings, same runs
 """
@@ -62,7 +62,8 @@ DATASETS = {
 }
 
 # Each variant is a set of training keys on top of the budget; "original" is the original network and recipe.
-_ORIGINAL = {k: v for k, v in PRESETS["original"].items() if k not in ("num_epochs", "batches_per_epoch", "batch_size")}
+_BUDGET_KEYS = ("num_epochs", "batches_per_epoch", "batch_size")  # a budget; the rest of a preset is the recipe
+_ORIGINAL = {k: v for k, v in PRESETS["original"].items() if k not in _BUDGET_KEYS}
 _SCHEDULE = {"lr_schedule": "cosine", "warmup": 0.05, "lr_final": 0.05, "grad_clip": 1.0}
 _SHIFT = {"pitch_parameter": "p", "pitch_shift": 0.5}
 VARIANTS = {
@@ -76,10 +77,10 @@ VARIANTS = {
 }
 
 BUDGETS = {
-    "quick": {k: PRESETS["quick"][k] for k in ("num_epochs", "batches_per_epoch", "batch_size")},
+    "quick": {k: PRESETS["quick"][k] for k in _BUDGET_KEYS},
     "long": {"num_epochs": 60, "batches_per_epoch": 75, "batch_size": 64},  # three times the quick preset
-    # The original's schedule, what train.py runs when given no preset: 40 x 100 x 256, ten times the quick preset.
-    "full": {k: PRESETS["original"][k] for k in ("num_epochs", "batches_per_epoch", "batch_size")},
+    # The original's schedule, what train.py runs when given no preset: 40 x 100 x 256, about ten times the quick one.
+    "full": {k: PRESETS["original"][k] for k in _BUDGET_KEYS},
     "tiny": {"num_epochs": 1, "batches_per_epoch": 2, "batch_size": 4},  # for the test: end to end, no learning
 }
 DATA_FILES = "data files"  # the table's floor: the data itself, measured as the runs are
