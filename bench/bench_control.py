@@ -76,10 +76,11 @@ VARIANTS = {
     "schedule+shift+every-layer": {**_ORIGINAL, **_SCHEDULE, **_SHIFT, "cond_every_layer": True},
 }
 
+_QUICK = {k: PRESETS["quick"][k] for k in _BUDGET_KEYS}
 BUDGETS = {
-    "quick": {k: PRESETS["quick"][k] for k in _BUDGET_KEYS},
-    "long": {"num_epochs": 60, "batches_per_epoch": 75, "batch_size": 64},  # three times the quick preset
-    # The original's schedule, what train.py runs when given no preset: 40 x 100 x 256, about ten times the quick one.
+    "quick": _QUICK,
+    "long": {**_QUICK, "num_epochs": 3 * _QUICK["num_epochs"]},  # three times the quick preset
+    # The original's schedule, what train.py runs when given no preset: 40 x 100 x 256, about 11 times the quick one.
     "full": {k: PRESETS["original"][k] for k in _BUDGET_KEYS},
     "tiny": {"num_epochs": 1, "batches_per_epoch": 2, "batch_size": 4},  # for the test: end to end, no learning
 }
