@@ -7,8 +7,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from utils.atomic_write import write_atomically
+from utils.command_line import add_run_directory, exit_on_bad_input, run_directory
 from utils.model_file import model_file_bytes
-from utils.run_folder import LAST_CHECKPOINT, load_model, newest_run, write_atomically
+from utils.run_folder import LAST_CHECKPOINT, load_model
 
 DEFAULT_NAME = "model.safetensors"
 
@@ -28,15 +30,12 @@ def export(run_directory: str | Path, output: str | Path | None = None,
 def main(argv: list[str] | None = None) -> None:
     """Command line: export a run folder's model."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--run_directory", help="run folder written by train.py (default: newest under output/)")
+    add_run_directory(parser)
     parser.add_argument("--checkpoint", help="a checkpoint of that run (default: its last)")
     parser.add_argument("-o", "--output", help=f"the model file to write (default: RUN/{DEFAULT_NAME})")
     args = parser.parse_args(argv)
-    try:
-        run_directory = Path(args.run_directory) if args.run_directory else newest_run()
-        path = export(run_directory, args.output, args.checkpoint)
-    except (ValueError, FileNotFoundError) as error:
-        raise SystemExit(f"error: {error}") from None
+    with exit_on_bad_input():
+        path = export(run_directory(args), args.output, args.checkpoint)
     print(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
 

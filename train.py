@@ -22,10 +22,21 @@ from tqdm.auto import tqdm
 
 from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset
 from model.gru_audio_model import RNN, GRUAudioConfig
-from utils.lr_schedule import SCHEDULES, learning_rate
+from utils.command_line import named_numbers
 from utils.distributed import mean_over_ranks, pick_device, process_group
-from utils.run_folder import (CONFIG_NAME, LAST_CHECKPOINT, config_section, load_checkpoint, new_run_dir, read_config,
-                              remove_stale_temporaries, save_checkpoint, write_atomically, write_config)
+from utils.lr_schedule import SCHEDULES, learning_rate
+from utils.run_folder import (
+    CONFIG_NAME,
+    LAST_CHECKPOINT,
+    config_section,
+    load_checkpoint,
+    new_run_dir,
+    read_config,
+    remove_stale_temporaries,
+    save_checkpoint,
+    write_atomically,
+    write_config,
+)
 from utils.stop_request import StopRequest, StopRequested
 
 
@@ -393,26 +404,13 @@ def _parse_args(argv: list[str] | None = None) -> dict:
     args = vars(parser.parse_args(argv))
     params = dict(PRESETS[args.pop("preset")])
     if args["props"]:
-        args["props"] = dict(_parse_numbers(text, "--param", ":", "NAME=MIN:MAX, e.g. p=64:76", count=2)
+        args["props"] = dict(named_numbers(text, "--param", "NAME=MIN:MAX, e.g. p=64:76", counts=(2,))
                              for text in args["props"])
     if args["exclude"]:
-        args["exclude"] = dict(_parse_numbers(text, "--exclude", ",", "NAME=V1,V2, e.g. p=67,71")
+        args["exclude"] = dict(named_numbers(text, "--exclude", "NAME=V1,V2, e.g. p=67,71", separator=",")
                                for text in args["exclude"])
     params.update({k: v for k, v in args.items() if v is not None})
     return params
-
-
-def _parse_numbers(text: str, option: str, separator: str, form: str,
-                   count: int | None = None) -> tuple[str, list[float]]:
-    """Return (NAME, numbers) from an option's NAME=<numbers joined by separator>, or exit naming the option."""
-    try:
-        name, values = text.split("=", 1)
-        numbers = [float(v) for v in values.split(separator)]
-    except ValueError:
-        numbers = []
-    if not numbers or count not in (None, len(numbers)):
-        raise SystemExit(f"{option} {text!r}: write it as {form}")
-    return name, numbers
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,11 +26,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from audioDataLoader.render_dataset import RenderConfig, build_dataset
 from audioDataLoader.audio_dataset import AudioDatasetConfig
-from evaluate import EvaluationConfig, evaluate_run, measure_data, summary_rows
+from audioDataLoader.render_dataset import RenderConfig, build_dataset
+from evaluation.measures import GROUPS
+from evaluation.run import EvaluationConfig, evaluate_run, measure_data, summary_rows
 from train import PRESETS, train
-from utils.evaluation_measures import GROUPS
 from utils.run_folder import write_atomically
 
 

@@ -16,7 +16,7 @@ import numba
 import numpy as np
 import torch
 
-from inference import SynthStream
+from model.generation import SynthStream
 from model.gru_audio_model import RNN, GRUAudioConfig
 
 SAMPLE_RATE = 16000

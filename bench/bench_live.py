@@ -22,10 +22,10 @@ import jack
 import numpy as np
 from pythonosc.udp_client import SimpleUDPClient
 
-from live import DEFAULT_BUFFER_MS, LiveSynth
-from live_control import OscListener
-from live_engine import EngineConfig
-from utils.jack_dummy import dummy_jack_server
+from live.control import OscListener
+from live.engine import EngineConfig
+from live.synth import DEFAULT_BUFFER_MS, LiveSynth
+from tests.harness.jack_server import dummy_jack_server
 from utils.pitch import cents_error, estimate_f0, midi_to_hz
 from utils.run_folder import load_model
 

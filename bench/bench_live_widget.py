@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tests.live_browser import ROOT, LiveWidget, chromium_page, jupyter_lab, prepare_notebook
-from live_engine import EngineConfig, LiveEngine
+from live.engine import EngineConfig, LiveEngine
+from tests.harness.browser import ROOT, LiveWidget, chromium_page, jupyter_lab, prepare_notebook
 from utils.run_folder import load_model
 
 FIXTURE = ROOT / "tests" / "fixtures" / "quick_run"

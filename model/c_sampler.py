@@ -35,6 +35,7 @@ _SIGNATURES = {  # name: (result, arguments)
     "rc_model_parameter_name": (ctypes.c_char_p, [ctypes.c_void_p, ctypes.c_int]),
     "rc_voice_new": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_uint64]),
     "rc_voice_free": (None, [ctypes.c_void_p]),
+    "rc_voice_reset": (None, [ctypes.c_void_p]),
     "rc_voice_set_random_state": (None, [ctypes.c_void_p, ctypes.c_uint64]),
     "rc_voice_set_top_n": (None, [ctypes.c_void_p, ctypes.c_int]),
     "rc_voice_set_temperature": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_float]),
@@ -116,6 +117,11 @@ class CVoice:
         if self.lib.rc_voice_set_temperature(self.handle, temperature):
             raise ValueError(f"temperature must be > 0, got {temperature}")
 
+    def restart(self, random_state: int) -> None:
+        """Go back to silence and a zero hidden state, drawing next from the splitmix64 state `random_state`."""
+        self.lib.rc_voice_reset(self.handle)
+        self.lib.rc_voice_set_random_state(self.handle, random_state)
+
     def set_parameter(self, name: str, value: float) -> None:
         """Hold parameter `name` at `value`, in its own units."""
         if self.lib.rc_voice_set_parameter(self.handle, name.encode(), value):
@@ -163,11 +169,14 @@ def c_model(model: RNN, encode: bool) -> CModel:
 
 
 class CVoices:
-    """B voices between blocks for the C runtime, seeded like `NumbaVoices` (the same splitmix64 streams)."""
+    """B voices of the C runtime, seeded like `NumbaVoices` (the same splitmix64 streams)."""
 
-    def __init__(self, model: RNN, previous: torch.Tensor, hidden: torch.Tensor, encode: bool,
-                 seed: int | None) -> None:
+    compiled = False
+
+    def __init__(self, model: RNN, previous: torch.Tensor, hidden: torch.Tensor, encode: bool, seed: int | None,
+                 threads: int | None = None) -> None:
         self.model = c_model(model, encode)
+        self.threads = threads
         states = seed_states(seed, len(previous))
         self.voices = [CVoice(self.model, int(state)) for state in states]
         hidden = hidden.detach().transpose(0, 1).cpu().numpy()
@@ -175,20 +184,28 @@ class CVoices:
             voice.previous = int(code)
             voice.hidden[:] = state
 
-    @property
-    def previous(self) -> np.ndarray:
-        """The last class of each voice (B,)."""
-        return np.array([voice.previous for voice in self.voices])
+    def __len__(self) -> int:
+        return len(self.voices)
 
-    def sample(self, cond: torch.Tensor, top_n: int | None, temperature: float) -> np.ndarray:
-        """Return the next mu-law indices (B, T) for cond (B, T, P), carrying the voices' state on."""
-        cond = cond.cpu().numpy()
+    def sample(self, cond: np.ndarray | torch.Tensor, top_n: int | None, temperature: float,
+               which: np.ndarray | None = None) -> np.ndarray:
+        """Return the next mu-law indices (len(which), T) for cond (len(which), T, P), carrying the voices' state on."""
+        if isinstance(cond, torch.Tensor):
+            cond = cond.cpu().numpy()
+        voices = self.voices if which is None else [self.voices[b] for b in which]
 
         def play(b: int) -> np.ndarray:
-            self.voices[b].set(top_n, temperature)
-            return self.voices[b].render_conditioned(cond[b])
+            voices[b].set(top_n, temperature)
+            return voices[b].render_conditioned(cond[b])
 
-        if len(self.voices) == 1:
-            return play(0)[None].astype(np.int64)
-        with ThreadPoolExecutor(min(len(self.voices), os.cpu_count() or 1)) as pool:
-            return np.stack(list(pool.map(play, range(len(self.voices))))).astype(np.int64)
+        threads = min(len(voices), self.threads or os.cpu_count() or 1)
+        if threads <= 1:
+            codes = [play(b) for b in range(len(voices))]
+        else:  # the runtime releases the GIL: voices render in parallel
+            with ThreadPoolExecutor(threads) as pool:
+                codes = list(pool.map(play, range(len(voices))))
+        return np.stack(codes).astype(np.int64) if codes else np.zeros((0, cond.shape[1]), np.int64)
+
+    def restart(self, voice: int, random_state: int) -> None:
+        """Put `voice` back to silence and a zero hidden state, drawing next from the stream `random_state`."""
+        self.voices[voice].restart(random_state)

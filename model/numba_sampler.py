@@ -14,6 +14,8 @@ import numpy as np
 import torch
 from numba import prange
 
+from audioDataLoader.audio_dataset import input_value_table
+from audioDataLoader.mulaw import mu_law_encode
 from model.gru_audio_model import RNN
 
 # Every fast-math licence except assuming no infinities or NaNs (the top-n search starts from -inf); numpy's error
@@ -267,19 +269,42 @@ def compile_sampler(weights: GRUWeights) -> tuple[float, bool]:
 
 
 class NumbaVoices:
-    """B voices between blocks for `sample_numba`: the model's weights, last indices, hidden states, random streams."""
+    """B voices for `sample_numba`: the model's weights, last indices, hidden states and random streams."""
 
-    def __init__(self, model: RNN, previous: torch.Tensor, hidden: torch.Tensor, input_values: torch.Tensor,
-                 seed: int | None) -> None:
+    def __init__(self, model: RNN, previous: torch.Tensor, hidden: torch.Tensor, encode: bool, seed: int | None,
+                 threads: int | None = None) -> None:
         self.weights = gru_weights(model)
         self.previous = previous.cpu().numpy().astype(np.int64)
         self.hidden = np.ascontiguousarray(hidden.detach().transpose(0, 1).cpu().numpy(), dtype=np.float32)
-        self.input_values = input_values.cpu().numpy().astype(np.float32)
+        self.input_values = input_value_table(model.config.numtokens, encode).numpy().astype(np.float32)
+        self.silence = int(mu_law_encode(np.zeros(1), model.config.numtokens)[0])
         self.states = seed_states(seed, len(self.previous))
-        self.ready_seconds, self.compiled = compile_sampler(self.weights)
+        self.threads = threads
+        _, self.compiled = compile_sampler(self.weights)
 
-    def sample(self, cond: torch.Tensor, top_n: int | None, temperature: float) -> np.ndarray:
-        """Return the next mu-law indices (B, T) for cond (B, T, P), carrying the voices' state on."""
-        codes, self.hidden = sample_numba(self.weights, cond.cpu().numpy(), self.previous, self.hidden,
-                                          self.input_values, top_n, temperature, self.states)
-        return codes
+    def __len__(self) -> int:
+        return len(self.previous)
+
+    def sample(self, cond: np.ndarray | torch.Tensor, top_n: int | None, temperature: float,
+               which: np.ndarray | None = None) -> np.ndarray:
+        """Return the next mu-law indices (len(which), T) for cond (len(which), T, P), carrying the voices' state on."""
+        if isinstance(cond, torch.Tensor):
+            cond = cond.cpu().numpy()
+        callers_threads = numba.get_num_threads()
+        numba.set_num_threads(min(self.threads or numba.config.NUMBA_NUM_THREADS, numba.config.NUMBA_NUM_THREADS))
+        try:
+            if which is None:
+                codes, self.hidden = sample_numba(self.weights, cond, self.previous, self.hidden, self.input_values,
+                                                  top_n, temperature, self.states)
+                return codes
+            previous, hidden, states = self.previous[which], self.hidden[which], self.states[which]
+            codes, hidden = sample_numba(self.weights, cond, previous, hidden, self.input_values, top_n, temperature,
+                                         states)
+            self.previous[which], self.hidden[which], self.states[which] = previous, hidden, states
+            return codes
+        finally:
+            numba.set_num_threads(callers_threads)  # numba's thread count is per thread: leave the caller's as it was
+
+    def restart(self, voice: int, random_state: int) -> None:
+        """Put `voice` back to silence and a zero hidden state, drawing next from the stream `random_state`."""
+        self.previous[voice], self.hidden[voice], self.states[voice] = self.silence, 0.0, random_state

@@ -4,6 +4,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from audioDataLoader.audio_dataset import input_value_table
+from audioDataLoader.mulaw import mu_law_encode
 from model.gru_audio_model import RNN
 
 
@@ -41,21 +43,40 @@ def sample_torch(model: RNN, cond: torch.Tensor, previous: torch.Tensor, hidden:
 
 
 class TorchVoices:
-    """B voices between blocks for `sample_torch`: last indices (B,), hidden (L, B, H) and a seeded generator."""
+    """B voices for `sample_torch`: last indices (B,), hidden (L, B, H) and one seeded generator for all their draws.
 
-    def __init__(self, model: RNN, previous: torch.Tensor, hidden: torch.Tensor, input_values: torch.Tensor,
-                 seed: int | None) -> None:
-        self.model, self.previous, self.hidden, self.input_values = model, previous, hidden, input_values
+    The voices share the generator, so a restarted voice keeps drawing from it: `random_state` is not used.
+    """
+
+    compiled = False
+
+    def __init__(self, model: RNN, previous: torch.Tensor, hidden: torch.Tensor, encode: bool, seed: int | None,
+                 threads: int | None = None) -> None:
+        self.model, self.previous, self.hidden, self.threads = model, previous, hidden, threads
+        self.input_values = input_value_table(model.config.numtokens, encode).to(previous.device)
+        self.silence = mu_law_encode(torch.zeros(()), model.config.numtokens).item()
         self.generator = torch.Generator(device=previous.device)
         if seed is None:
             self.generator.seed()
         else:
             self.generator.manual_seed(seed)
 
-    def sample(self, cond: torch.Tensor, top_n: int | None, temperature: float) -> np.ndarray:
-        """Return the next mu-law indices (B, T) for cond (B, T, P), carrying the voices' state on."""
-        codes, self.hidden = sample_torch(self.model, cond, self.previous, self.hidden, self.input_values, top_n,
-                                          temperature, self.generator)
+    def __len__(self) -> int:
+        return len(self.previous)
+
+    def sample(self, cond: np.ndarray | torch.Tensor, top_n: int | None, temperature: float,
+               which: np.ndarray | None = None) -> np.ndarray:
+        """Return the next mu-law indices (len(which), T) for cond (len(which), T, P), carrying the voices' state on."""
+        cond = torch.as_tensor(cond, dtype=torch.float32, device=self.previous.device)
+        which = torch.arange(len(self)) if which is None else torch.as_tensor(which, dtype=torch.long)
+        codes, hidden = sample_torch(self.model, cond, self.previous[which], self.hidden[:, which],
+                                     self.input_values, top_n, temperature, self.generator)
+        self.hidden[:, which] = hidden
         if codes.shape[1]:
-            self.previous = codes[:, -1]
+            self.previous[which] = codes[:, -1]
         return codes.cpu().numpy()
+
+    def restart(self, voice: int, random_state: int) -> None:
+        """Put `voice` back to silence and a zero hidden state."""
+        self.previous[voice] = self.silence
+        self.hidden[:, voice] = 0.0

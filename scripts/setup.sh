@@ -12,7 +12,7 @@ packages=(libfluidsynth3 fluid-soundfont-gm jackd2 libportaudio2
 if command -v apt-get >/dev/null && [ "$(id -u)" = 0 ]; then
     if ! dpkg -s "${packages[@]}" >/dev/null 2>&1; then
         echo "== installing system packages (apt): ${packages[*]}"
-        # jackd2 asks whether to allow real-time scheduling for the audio group: no (live.py needs no group).
+        # jackd2 asks whether to allow real-time scheduling for the audio group: no (live play needs no group).
         echo "jackd2 jackd/tweak_rt_limits boolean false" | debconf-set-selections
         apt-get update -q
         DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${packages[@]}"
@@ -38,11 +38,12 @@ if [ ! -x .venv/bin/python ]; then
     python3 -m venv .venv
 fi
 stamp=.venv/.requirements.sha
-want=$(sha1sum requirements.txt | cut -d' ' -f1)
+want=$(cat requirements.txt pyproject.toml | sha1sum | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-    echo "== installing Python packages into .venv"
+    echo "== installing Python packages into .venv, and RNNControl itself (editable)"
     .venv/bin/python -m pip install -q --upgrade pip
     .venv/bin/python -m pip install -q -r requirements.txt
+    .venv/bin/python -m pip install -q --no-deps -e .
     .venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
     echo "$want" > "$stamp"
 fi

@@ -9,10 +9,14 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from audioDataLoader.audio_dataset import (AudioDatasetConfig, MuLawAudioDataset, normalize_parameters,
-                                           parse_filename_parameters)
+from audioDataLoader.audio_dataset import (
+    AudioDatasetConfig,
+    MuLawAudioDataset,
+    normalize_parameters,
+    parse_filename_parameters,
+)
 from audioDataLoader.mulaw import mu_law_decode, mu_law_encode
-from tests.conftest import TINY_SPECS, write_tone
+from tests.harness.run_folders import TINY_SPECS, write_tone
 
 
 def test_parses_the_original_file_name_pattern():

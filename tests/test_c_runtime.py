@@ -5,11 +5,17 @@ import torch
 import model.c_sampler as c_sampler
 from audioDataLoader.audio_dataset import input_value_table
 from audioDataLoader.mulaw import mu_law_decode, mu_law_encode
-from inference import SynthStream, choose_backend, prime, run_inference
 from model.c_sampler import CVoice, c_model
+from model.generation import SynthStream, prime, run_inference
 from model.gru_audio_model import GRUAudioConfig
-from tests.test_numba_sampler import (assert_greedy_backend_follows_torch, chi_square, gliding_conditioning,
-                                     lively_model, random_model)
+from model.sampler import choose_backend
+from tests.harness.backends import (
+    assert_greedy_backend_follows_torch,
+    chi_square,
+    gliding_conditioning,
+    lively_model,
+    random_model,
+)
 
 pytestmark = pytest.mark.usefixtures("built_runtime")
 

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import soundfile as sf
 
-from tests.conftest import ROOT, make_run
+from tests.harness.run_folders import ROOT, make_run
 
 
 def run(*args: str) -> subprocess.CompletedProcess:

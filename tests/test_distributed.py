@@ -9,10 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from inference import load_model
+from tests.harness.run_folders import ROOT, TINY_SPECS
 from train import train
-from utils.run_folder import LAST_CHECKPOINT, load_checkpoint
-from tests.conftest import ROOT, TINY_SPECS
+from utils.run_folder import LAST_CHECKPOINT, load_checkpoint, load_model
+
+pytestmark = pytest.mark.system
 
 # One batch an epoch, so the first epoch's loss is the untrained model's loss on the ranks' first batches.
 SHORT_RUN = ["--num_epochs", "8", "--batches_per_epoch", "1", "--batch_size", "8", "--seqLen", "64",

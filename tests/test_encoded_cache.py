@@ -14,7 +14,7 @@ import audioDataLoader.audio_dataset as audio_dataset
 from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset, read_mono
 from audioDataLoader.encoded_cache import CACHE_FOLDER
 from audioDataLoader.mulaw import mu_law_encode
-from tests.conftest import ROOT, TINY_SPECS, write_tone
+from tests.harness.run_folders import TINY_SPECS, write_tone
 
 
 @pytest.fixture
@@ -115,8 +115,7 @@ def test_other_settings_keep_their_own_cache(data_dir, reads):
 
 def test_a_build_killed_part_way_leaves_nothing_taken_as_a_cache(data_dir, reads):
     script = textwrap.dedent(f"""
-        import sys, time
-        sys.path.insert(0, {str(ROOT)!r})
+        import time
         import audioDataLoader.audio_dataset as audio_dataset
         read, calls = audio_dataset.read_mono, []
         def slow_read(path, sample_rate):
@@ -188,8 +187,7 @@ def test_the_data_folder_itself_is_left_as_it_was(data_dir):
 
 def test_processes_starting_together_encode_the_folder_once(data_dir):
     script = textwrap.dedent(f"""
-        import sys, time
-        sys.path.insert(0, {str(ROOT)!r})
+        import time
         import audioDataLoader.audio_dataset as audio_dataset
         read, calls = audio_dataset.read_mono, []
         def slow_read(path, sample_rate):

@@ -9,11 +9,19 @@ import pytest
 import soundfile as sf
 
 from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset
-from evaluate import STAGES, EvaluationConfig, evaluate_run, level_rank_correlation, main, value_group
-from utils.evaluation_measures import (NearestCentroid, f0_range, glide_track, harmonic_features, measure_note, rms_db,
-                                       spearman)
-from utils.evaluation_plots import PLOTS
-from tests.conftest import ROOT, TINY_SPECS, write_tone
+from evaluate import main
+from evaluation.measures import (
+    NearestCentroid,
+    f0_range,
+    glide_track,
+    harmonic_features,
+    measure_note,
+    rms_db,
+    spearman,
+)
+from evaluation.plots import PLOTS
+from evaluation.run import STAGES, EvaluationConfig, evaluate_run, level_rank_correlation, value_group
+from tests.harness.run_folders import ROOT, TINY_SPECS, write_tone
 from train import train
 from utils.pitch import midi_to_hz
 

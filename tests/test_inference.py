@@ -2,8 +2,10 @@ import numpy as np
 import pytest
 import torch
 
-from inference import SynthStream, check_finite, parameter_trajectory, run_inference
+from inference import parameter_trajectory
+from model.generation import SynthStream, run_inference
 from model.gru_audio_model import RNN, GRUAudioConfig
+from utils.checks import check_finite_array
 
 
 @pytest.fixture
@@ -82,7 +84,7 @@ def test_a_live_stream_refuses_a_non_finite_block_and_plays_on(model):
     first = stream.hold([0.5, 0.5, 0.5], 100)
     with pytest.raises(ValueError, match="NaN or infinite"):
         stream.hold([0.5, float("nan"), 0.5], 100)
-    assert check_finite([0.0, 1.0]) is None
+    assert check_finite_array("conditioning", [0.0, 1.0]) is None
     assert len(first) == len(stream.hold([0.5, 0.5, 0.5], 100)) == 100
 
 

@@ -6,9 +6,9 @@ import pytest
 
 from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset
 from audioDataLoader.labels import read_labels
+from tests.harness.run_folders import TINY_SPECS, write_tone
 from train import _parse_args, train
 from utils.run_folder import read_config
-from tests.conftest import TINY_SPECS, write_tone
 
 NSYNTH_SPECS = {"instrument_family": (0.0, 10.0), "pitch": (21.0, 108.0), "velocity": (0.0, 127.0)}
 

@@ -3,7 +3,7 @@ import time
 import numpy as np
 import pytest
 
-from live_audio import Generator, RingBuffer, played_audio
+from live.realtime import Generator, RingBuffer, played_audio
 
 
 def ramp(start: int, count: int) -> np.ndarray:

@@ -5,11 +5,14 @@ import re
 import time
 
 import numpy as np
+import pytest
 import soxr
 
-from tests.conftest import ROOT
-from tests.live_browser import LiveWidget, chromium_page, jupyter_lab, prepare_notebook
+from tests.harness.browser import LiveWidget, chromium_page, jupyter_lab, prepare_notebook
+from tests.harness.run_folders import ROOT
 from utils.pitch import estimate_f0, hz_to_midi
+
+pytestmark = pytest.mark.system
 
 FIXTURE = ROOT / "tests" / "fixtures" / "quick_run"  # made by: .venv/bin/python -m tests.fixtures.make_quick_run
 PITCHES = (64.0, 68.0, 72.0, 76.0)  # the knob's stops, low to high

@@ -5,7 +5,7 @@ import mido
 import pytest
 from pythonosc.udp_client import SimpleUDPClient
 
-from live_control import MidiMapping, OscListener, open_midi_input, parse_cc
+from live.control import MidiMapping, OscListener, open_midi_input, parse_cc
 
 SPECS = {"instID": (1.0, 2.0), "a": (0.0, 1.0), "p": (64.0, 76.0)}
 

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from audioDataLoader.audio_dataset import AudioDatasetConfig
-from live_engine import EngineConfig, LiveEngine
-from live_voices import Start, VoiceAllocator
+from live.engine import EngineConfig, LiveEngine
+from live.voice_allocator import Start, VoiceAllocator
 from model.gru_audio_model import RNN, GRUAudioConfig
 
 MODEL_RATE = 16000
@@ -163,7 +163,7 @@ def test_bad_engine_settings_are_refused(model):
 
 
 def test_one_held_voice_plays_exactly_what_run_inference_renders(model):
-    from inference import run_inference
+    from model.generation import run_inference
 
     held = engine(model, drone=True, initial={"instID": 2, "a": 0.7, "p": 70}).pull(3000)
     cond = np.tile(np.array([1.0, 0.7, 0.5], dtype=np.float32), (3000, 1))  # the same values mapped to [0, 1]

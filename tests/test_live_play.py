@@ -3,10 +3,10 @@ and nothing plays once stopped. The browser side is tested in JupyterLab by test
 import numpy as np
 import pytest
 
-from tests.conftest import TINY_SPECS
+from live.widget.live_play import LivePlay
+from tests.harness.run_folders import TINY_SPECS
 from train import train
 from utils.run_folder import load_model
-from widget.live_play import LivePlay
 
 
 @pytest.fixture(scope="module")

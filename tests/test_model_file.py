@@ -11,7 +11,7 @@ from export import export
 from export import main as export_command_line
 from model.c_sampler import CModel
 from model.gru_audio_model import RNN, GRUAudioConfig
-from tests.conftest import TINY_SPECS, write_run_folder
+from tests.harness.run_folders import TINY_SPECS, write_run_folder
 from utils.run_folder import LAST_CHECKPOINT, load_model, save_checkpoint
 
 

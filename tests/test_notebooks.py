@@ -9,7 +9,7 @@ import pytest
 
 from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset, read_mono
 from audioDataLoader.mulaw import mu_law_encode
-from tests.conftest import ROOT, TINY_SPECS
+from tests.harness.run_folders import ROOT, TINY_SPECS
 
 
 def execute(name: str, output_dir, parameters: dict) -> dict:

@@ -7,12 +7,11 @@ import soundfile as sf
 
 from export import export
 from model.c_sampler import CModel, CVoice
-from tests.conftest import ROOT
+from tests.harness.run_folders import QUICK_RUN, ROOT
 from utils.pitch import cents_error, estimate_f0, midi_to_hz
 
 EXTERNAL = ROOT / "pd" / "rnncontrol~"
-QUICK_RUN = ROOT / "tests" / "fixtures" / "quick_run"
-pytestmark = pytest.mark.usefixtures("built_runtime")
+pytestmark = [pytest.mark.system, pytest.mark.usefixtures("built_runtime")]
 
 
 @pytest.fixture(scope="module")

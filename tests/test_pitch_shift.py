@@ -5,8 +5,8 @@ import torch
 from audioDataLoader import pitch_shift
 from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset
 from audioDataLoader.mulaw import mu_law_decode
+from tests.harness.run_folders import write_tone
 from utils.pitch import hz_to_midi, median_f0
-from tests.conftest import write_tone
 
 SPECS = {"p": (60.0, 72.0)}
 

@@ -11,8 +11,15 @@ import soundfile as sf
 
 from audioDataLoader import render_dataset
 from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset
-from audioDataLoader.render_dataset import (RECORD_NAME, RenderConfig, build_dataset, file_name, find_soundfont,
-                                            main, soundfont_notes)
+from audioDataLoader.render_dataset import (
+    RECORD_NAME,
+    RenderConfig,
+    build_dataset,
+    file_name,
+    find_soundfont,
+    main,
+    soundfont_notes,
+)
 from utils.pitch import cents_error, median_f0, midi_to_hz
 
 HAS_SOUNDFONT = render_dataset._load_fluidsynth() is not None and find_soundfont() is not None

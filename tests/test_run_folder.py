@@ -11,9 +11,18 @@ from hypothesis import strategies as st
 
 from audioDataLoader.audio_dataset import AudioDatasetConfig
 from model.gru_audio_model import GRUAudioConfig
-from tests.conftest import make_run
-from utils.run_folder import (CONFIG_NAME, FORMAT_VERSION, LAST_CHECKPOINT, load_checkpoint, load_model, read_config,
-                              remove_stale_temporaries, save_checkpoint, write_atomically)
+from tests.harness.run_folders import make_run
+from utils.run_folder import (
+    CONFIG_NAME,
+    FORMAT_VERSION,
+    LAST_CHECKPOINT,
+    load_checkpoint,
+    load_model,
+    read_config,
+    remove_stale_temporaries,
+    save_checkpoint,
+    write_atomically,
+)
 
 
 def file_mode(path: Path) -> int:
@@ -125,8 +134,9 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st
 
 
 def valid_config() -> dict:
-    from train import TrainConfig
     from dataclasses import asdict
+
+    from train import TrainConfig
 
     return {"format_version": FORMAT_VERSION, "data": asdict(AudioDatasetConfig()), "model": asdict(GRUAudioConfig()),
             "train": asdict(TrainConfig())}

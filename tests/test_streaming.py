@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from inference import SynthStream, run_inference
+from model.generation import SynthStream, run_inference
 from model.gru_audio_model import RNN, GRUAudioConfig
 
 BACKENDS = ["numba", "torch"]

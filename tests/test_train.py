@@ -7,12 +7,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from inference import load_model
 from model.gru_audio_model import RNN
-from train import (PRESETS, TrainingOutcome, configs_from_params, main, train, train_run,
-                   train_step)
-from utils.run_folder import LAST_CHECKPOINT, load_checkpoint, new_run_dir, read_config
-from tests.conftest import TINY_SPECS
+from tests.harness.run_folders import TINY_SPECS
+from train import PRESETS, TrainingOutcome, configs_from_params, main, train, train_run, train_step
+from utils.run_folder import LAST_CHECKPOINT, load_checkpoint, load_model, new_run_dir, read_config
 
 
 @pytest.fixture

@@ -8,10 +8,10 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
-from utils.evaluation_measures import GROUPS
+from evaluation.measures import GROUPS
 
 if TYPE_CHECKING:
-    from evaluate import Evaluation
+    from evaluation.run import Evaluation
 
 GROUP_COLOURS = {"trained": "C0", "held-out": "C3", "between": "C1"}
 

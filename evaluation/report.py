@@ -9,12 +9,12 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from utils.evaluation_plots import PLOTS
+from evaluation.plots import PLOTS
 from utils.run_folder import write_atomically
 from utils.utils import save_figure
 
 if TYPE_CHECKING:
-    from evaluate import Evaluation
+    from evaluation.run import Evaluation
 
 
 def _columns(rows: list[dict]) -> list[str]:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from live_audio import BACKENDS, AudioUnavailable, raise_priority
+from live.realtime import OUTPUTS, AudioUnavailable, raise_priority
 
 Play = Callable[[np.ndarray], None]
 _SUGGESTION = "try --audio jack (with a running JACK server), or --audio none --record out.wav"
@@ -141,8 +141,8 @@ def open_output(backend: str, rate: int, period: int, device: str | int | None =
                 jack_server: str | None = None, connect: bool = True, name: str = "rnncontrol",
                 realtime: bool = True) -> Output:
     """Return the output for `backend`; its `rate` and `period` are those of the JACK server for jack."""
-    if backend not in BACKENDS:
-        raise ValueError(f"--audio must be one of {BACKENDS}, got {backend!r}")
+    if backend not in OUTPUTS:
+        raise ValueError(f"--audio must be one of {OUTPUTS}, got {backend!r}")
     if not 32 <= period <= 2048:
         raise ValueError(f"--period must be within 32..2048 frames, got {period}")
     if rate <= 0:

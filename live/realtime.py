@@ -13,7 +13,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-BACKENDS = ("portaudio", "jack", "none")
+OUTPUTS = ("portaudio", "jack", "none")
 _LOG_SIZE = 1 << 17  # callbacks and underflows remembered: 2,700 s of 128-frame periods at 48 kHz
 
 

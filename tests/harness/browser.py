@@ -46,8 +46,8 @@ def jupyter_lab(root_dir: Path, scratch: Path, timeout: float = 60.0) -> Iterato
     port, token = free_port(), secrets.token_hex(16)
     for name in ("config", "data", "runtime", "workspaces", "settings"):
         (scratch / name).mkdir(parents=True, exist_ok=True)
-    # Kernels import the project from the repository; the user's own Jupyter settings stay out of the way.
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "JUPYTER_CONFIG_DIR": str(scratch / "config"),
+    # The kernels import the project installed in .venv (pip install -e .); the user's own Jupyter settings stay out.
+    env = {**os.environ, "JUPYTER_CONFIG_DIR": str(scratch / "config"),
            "JUPYTER_RUNTIME_DIR": str(scratch / "runtime"), "MPLBACKEND": "Agg"}
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", "--ServerApp.ip=127.0.0.1",
                f"--ServerApp.port={port}", "--ServerApp.port_retries=0", f"--IdentityProvider.token={token}",

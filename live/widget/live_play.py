@@ -27,7 +27,7 @@ from pathlib import Path
 import anywidget
 import traitlets
 
-from live_engine import EngineConfig, LiveEngine
+from live.engine import EngineConfig, LiveEngine
 from model.gru_audio_model import RNN
 
 HERE = Path(__file__).resolve().parent

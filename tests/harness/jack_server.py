@@ -1,4 +1,4 @@
-"""A JACK server on the dummy driver: real-time pacing with no sound card, for the tests and the live benchmark."""
+"""A JACK server on the dummy driver (real-time pacing with no sound card) and a client that captures what plays."""
 from __future__ import annotations
 
 import os
@@ -7,8 +7,10 @@ import subprocess
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+
+import numpy as np
 
 
 @contextmanager
@@ -52,3 +54,50 @@ def dummy_jack_server(rate: int = 48000, period: int = 128, name: str | None = N
             process.kill()
             process.wait()
         log.close()
+
+
+class Capture:
+    """A second JACK client whose input port records what it is connected to, from the moment it is."""
+
+    def __init__(self, server: str, seconds: float) -> None:
+        import jack
+
+        self.client = jack.Client("capture", servername=server)
+        self.audio = np.zeros(int(seconds * self.client.samplerate), dtype=np.float32)
+        self.frames = 0
+        self.port = self.client.inports.register("in")
+        self.client.set_process_callback(self._process)
+        self.client.activate()
+
+    def _process(self, count: int) -> None:
+        take = min(count, len(self.audio) - self.frames)
+        self.audio[self.frames:self.frames + take] = self.port.get_array()[:take]
+        self.frames += take
+
+    def wait(self, frames: int, timeout: float = 60.0) -> None:
+        """Wait until `frames` frames are captured, or `timeout` seconds."""
+        deadline = time.monotonic() + timeout
+        while self.frames < frames and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+    def close(self) -> np.ndarray:
+        """Stop capturing and return what was captured."""
+        self.client.deactivate()
+        self.client.close()
+        return self.audio[:self.frames]
+
+
+def play_through_jack(synth, server: str, seconds: float,
+                      during: Callable[[Capture], None] | None = None) -> np.ndarray:
+    """Return `seconds` of what a LiveSynth playing on `server` sends out, calling during(capture) once it sounds."""
+    capture = Capture(server, seconds)
+    try:
+        with synth:
+            capture.client.connect(synth.output.port, capture.port)
+            capture.wait(1)
+            if during is not None:
+                during(capture)
+            capture.wait(len(capture.audio))
+    finally:
+        audio = capture.close()
+    return audio

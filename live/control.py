@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from live_audio import raise_priority
+from live.realtime import raise_priority
 
 Report = Callable[[str], None]
 

@@ -1,7 +1,7 @@
 """The live engine: renders the next output frames on demand, applying timed control events at their own sample.
 
 No audio backend is involved: `pull(frames)` returns float32 audio at the output rate, the voices mixed, and the
-real-time layer (live_audio.py), a notebook widget or a test calls it. Controls use the run's own parameter names
+real-time layer (live/realtime.py), a notebook widget or a test calls it. Controls use the run's own parameter names
 and units and may come from any thread; they queue events that the next `pull` applies.
 """
 from __future__ import annotations
@@ -14,15 +14,16 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 
-import numba
 import numpy as np
 import soxr
 
-from audioDataLoader.audio_dataset import input_value_table, normalize_parameters
-from audioDataLoader.mulaw import mu_law_decode, mu_law_encode
-from live_voices import DRONE, Start, VoiceAllocator
+from audioDataLoader.audio_dataset import normalize_parameters
+from audioDataLoader.mulaw import mu_law_decode
+from live.notes import note_targets
+from live.voice_allocator import DRONE, Start, VoiceAllocator
 from model.gru_audio_model import RNN
-from model.numba_sampler import gru_weights, sample_numba, seed_states
+from model.sampler import BACKENDS, choose_backend, silent_voices
+from utils.checks import check_sampling_settings, finite_number
 
 RESAMPLE_QUALITIES = ("QQ", "LQ", "MQ", "HQ")
 
@@ -46,20 +47,10 @@ class EngineConfig:
     seed: int | None = None
     # soxr's quick cubic resampler adds 0.1 ms; its filtered qualities add 1 to 24 ms of delay (measured).
     resample_quality: str = "QQ"
-    # numba threads for the sampler while pulling. One: on the loaded 2-core machine a 2-voice block of 43 samples
-    # took 1.0-1.5 ms on one thread and 15-21 ms when numba's thread pool had to be woken for it (measured).
+    # Threads for the sampler while pulling. One: on the loaded 2-core machine a 2-voice block of 43 samples took
+    # 1.0-1.5 ms on one numba thread and 15-21 ms when numba's thread pool had to be woken for it (measured).
     threads: int = 1
-
-
-def check_finite(name: str, value: float) -> float:
-    """Return value as a float, or raise ValueError naming `name` if it is not a finite number."""
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        raise ValueError(f"{name}: {value!r} is not a number; give a finite number") from None
-    if not math.isfinite(number):
-        raise ValueError(f"{name}: {value!r} is not finite; give a finite number")
-    return number
+    backend: str = "auto"  # the sampler: numba, c (the C runtime), torch, or auto (numba when installed)
 
 
 @dataclass(order=True)
@@ -103,21 +94,17 @@ class LiveEngine:
         self.model_rate = int(data_config.sample_rate)
         self.names = list(self.specs)
         self._check_config(config)
-        numtokens = model.config.numtokens
-        self._weights = gru_weights(model)
-        self._input_values = input_value_table(numtokens, data_config.encode).numpy().astype(np.float32)
-        self._silence = int(mu_law_encode(np.zeros(1), numtokens)[0])
+        numtokens, voices = model.config.numtokens, config.voices
         self._decoded = mu_law_decode(np.arange(numtokens), numtokens)  # a table: quicker than decoding each block
-        voices, layers, hidden = config.voices, model.config.num_layers, model.config.hidden_size
-        self._previous = np.full(voices, self._silence, dtype=np.int64)
-        self._hidden = np.zeros((voices, layers, hidden), dtype=np.float32)
-        self._states = seed_states(config.seed, voices)
+        # Making the voices compiles the sampler (or loads it from numba's cache): now, not in the audio path.
+        self.backend = choose_backend(model, config.backend)
+        self._voices = silent_voices(model, voices, self.backend, data_config.encode, config.seed, config.threads)
         self._notes_started = itertools.count()
         self.defaults = np.array([config.initial.get(n, sum(self.specs[n]) / 2) for n in self.names], dtype=np.float64)
         self._params = _Ramps(voices, len(self.names), self.defaults)
         self._gain = _Ramps(voices, 1, np.zeros(1))
         self._free_at = np.full(voices, np.inf)
-        self._voices = VoiceAllocator(voices)
+        self._allocator = VoiceAllocator(voices)
         self._notes: dict[int, float] = {}  # voice -> the note number it plays (before bend)
         self._bend = 0.0
         self.mix_gain = 1.0 / math.sqrt(voices)  # headroom: N uncorrelated voices sum to one voice's power
@@ -131,17 +118,10 @@ class LiveEngine:
         self.frames = 0  # output frames returned by pull so far: the engine's clock
         self.late_events = 0  # events whose time had already been rendered; they took effect at once
         self.landed: deque[tuple[float, int]] = deque(maxlen=100_000)  # (event queued_at, output frame it lands on)
-        self._warm_up()
         if config.drone:
-            self._voices.note_on(DRONE)
+            self._allocator.note_on(DRONE)
             self._gain.v0[0] = self._gain.v1[0] = 1.0
             self._free_at[0] = np.inf
-
-    def _warm_up(self) -> None:
-        # The first call compiles the sampler (or loads it from numba's cache): do it now, not in the audio path.
-        cond = normalize_parameters(self.defaults[None, None], self.specs)
-        sample_numba(self._weights, cond, self._previous[:1].copy(), self._hidden[:1].copy(), self._input_values,
-                     self.config.top_n, self.config.temperature, self._states[:1].copy())
 
     def _check_config(self, config: EngineConfig) -> None:
         if config.threads < 1:
@@ -152,14 +132,15 @@ class LiveEngine:
             raise ValueError(f"output rate must be positive, got {config.output_rate}")
         if config.resample_quality not in RESAMPLE_QUALITIES:
             raise ValueError(f"resample quality must be one of {RESAMPLE_QUALITIES}, got {config.resample_quality!r}")
-        if config.temperature <= 0:
-            raise ValueError(f"temperature must be > 0, got {config.temperature}")
+        if config.backend not in BACKENDS:
+            raise ValueError(f"backend must be one of {BACKENDS}, got {config.backend!r}")
+        check_sampling_settings(config.top_n, config.temperature)
         for name in ("smooth_ms", "glide_ms", "attack_ms", "release_ms"):
-            if not check_finite(name, getattr(config, name)) >= 0:
+            if not finite_number(name, getattr(config, name)) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
         for name, value in config.initial.items():
             self._check_name(name)
-            check_finite(name, value)
+            finite_number(name, value)
 
     # ---- controls: validated in the caller's thread, applied by pull at their sample ----
 
@@ -169,16 +150,16 @@ class LiveEngine:
 
     def ramp(self, ms: float, at: int | None = None, **values: float) -> None:
         """Ramp parameters linearly to the given values (own units) over `ms` milliseconds."""
-        ms = check_finite("ms", ms)
+        ms = finite_number("ms", ms)
         if ms < 0:
             raise ValueError(f"ms: a ramp lasts 0 ms or more, got {ms}")
-        checked = [(self._check_name(name), check_finite(name, value)) for name, value in values.items()]
+        checked = [(self._check_name(name), finite_number(name, value)) for name, value in values.items()]
         self._queue(at, "ramp", (checked, ms))
 
     def note_on(self, note: float, velocity: float = 100, at: int | None = None) -> None:
         """Start a note: its number sets the pitch parameter, its velocity (0-127) the velocity parameter."""
         self._check_notes_playable()
-        note, velocity = check_finite("note", note), check_finite("velocity", velocity)
+        note, velocity = finite_number("note", note), finite_number("velocity", velocity)
         if not 0 <= velocity <= 127:
             raise ValueError(f"velocity must be within 0..127, got {velocity}")
         self._queue(at, "note_on", (note, velocity))
@@ -186,12 +167,12 @@ class LiveEngine:
     def note_off(self, note: float, at: int | None = None) -> None:
         """Release a note: its voice fades out over release_ms and is freed."""
         self._check_notes_playable()
-        self._queue(at, "note_off", (check_finite("note", note),))
+        self._queue(at, "note_off", (finite_number("note", note),))
 
     def bend(self, semitones: float, at: int | None = None) -> None:
         """Shift the pitch of every note by `semitones` (a pitch wheel)."""
         self._check_notes_playable()
-        self._queue(at, "bend", (check_finite("bend", semitones),))
+        self._queue(at, "bend", (finite_number("bend", semitones),))
 
     def _check_name(self, name: str) -> int:
         if name not in self.specs:
@@ -211,7 +192,7 @@ class LiveEngine:
         if at is None:
             sample = -1
         else:
-            sample = int(round(check_finite("at", at) * self.model_rate / self.config.output_rate))
+            sample = int(round(finite_number("at", at) * self.model_rate / self.config.output_rate))
         event = _Event(sample, next(self._order), kind, args, time.perf_counter())
         with self._lock:
             heapq.heappush(self._events, event)
@@ -221,17 +202,12 @@ class LiveEngine:
     def pull(self, frames: int) -> np.ndarray:
         """Return the next `frames` output frames, float32 in [-1, 1] at the output rate."""
         ratio = self.config.output_rate / self.model_rate
-        callers_threads = numba.get_num_threads()
-        numba.set_num_threads(min(self.config.threads, numba.config.NUMBA_NUM_THREADS))  # for this thread only
-        try:
-            while len(self._pending) < frames:
-                needed = max(1, math.ceil((frames - len(self._pending)) / ratio))
-                audio = self._render(needed)
-                if self._resampler is not None:
-                    audio = self._resampler.resample_chunk(audio)
-                self._pending = np.concatenate([self._pending, audio])
-        finally:
-            numba.set_num_threads(callers_threads)
+        while len(self._pending) < frames:
+            needed = max(1, math.ceil((frames - len(self._pending)) / ratio))
+            audio = self._render(needed)
+            if self._resampler is not None:
+                audio = self._resampler.resample_chunk(audio)
+            self._pending = np.concatenate([self._pending, audio])
         block, self._pending = self._pending[:frames], self._pending[frames:]
         self.frames += frames
         return block
@@ -243,7 +219,7 @@ class LiveEngine:
 
     def sounding(self) -> int:
         """Return how many voices sound now."""
-        return len(self._voices.sounding())
+        return len(self._allocator.sounding())
 
     def _render(self, count: int) -> np.ndarray:
         """Return the next `count` model-rate samples of the mix, applying each event at its sample."""
@@ -260,7 +236,7 @@ class LiveEngine:
 
     def _free_released(self, sample: int) -> None:
         for voice in np.flatnonzero(self._free_at <= sample):
-            self._voices.free(voice)
+            self._allocator.free(voice)
             self._free_at[voice] = np.inf
 
     def _apply_due(self, start: int, end: int) -> int:
@@ -279,15 +255,12 @@ class LiveEngine:
         return min(next_due, end, int(min(self._free_at.min(), end)))
 
     def _mix(self, start: int, stop: int) -> np.ndarray:
-        active = np.array(self._voices.sounding(), dtype=np.int64)
+        active = np.array(self._allocator.sounding(), dtype=np.int64)
         if len(active) == 0:
             return np.zeros(stop - start, dtype=np.float32)
         samples = np.arange(start, stop, dtype=np.float64)
-        cond = normalize_parameters(self._params.at(active, samples), self.specs)
-        previous, hidden, states = self._previous[active], self._hidden[active], self._states[active]
-        codes, hidden = sample_numba(self._weights, cond, previous, hidden, self._input_values,
-                                     self.config.top_n, self.config.temperature, states)
-        self._previous[active], self._hidden[active], self._states[active] = previous, hidden, states
+        cond = normalize_parameters(self._params.at(active, samples), self.specs).astype(np.float32)
+        codes = self._voices.sample(cond, self.config.top_n, self.config.temperature, which=active)
         gain = self._gain.at(active, samples)[..., 0]
         return (self._decoded[codes] * gain).sum(axis=0).astype(np.float32) * self.mix_gain
 
@@ -301,12 +274,9 @@ class LiveEngine:
                 self._params.start(voice, channel, sample, value, self._samples(ms))
 
     def _apply_note_on(self, sample: int, note: float, velocity: float) -> None:
-        voice, start = self._voices.note_on(note)
+        voice, start = self._allocator.note_on(note)
         self._notes[voice] = note
-        targets = {self.config.pitch: note + self._bend}
-        if self.config.velocity is not None:
-            low, high = self.specs[self.config.velocity]
-            targets[self.config.velocity] = low + (high - low) * velocity / 127
+        targets = note_targets(self.specs, self.config.pitch, self.config.velocity, note + self._bend, velocity)
         glide = {Start.FRESH: 0, Start.LEGATO: self.config.glide_ms, Start.STOLEN: self.config.smooth_ms}[start]
         if start is Start.FRESH:
             self._restart(voice, sample)
@@ -317,17 +287,15 @@ class LiveEngine:
 
     def _restart(self, voice: int, sample: int) -> None:
         """Give `voice` a fresh stream: silent hidden state, a new random stream, the current parameter values."""
-        self._hidden[voice] = 0.0
-        self._previous[voice] = self._silence
         # Each note's random stream depends only on the seed and how many notes started before it.
         seed = np.random.SeedSequence(self.config.seed, spawn_key=(next(self._notes_started),))
-        self._states[voice] = seed.generate_state(1, dtype=np.uint64)[0]
+        self._voices.restart(voice, int(seed.generate_state(1, dtype=np.uint64)[0]))
         for channel, value in enumerate(self.defaults):
             self._params.start(voice, channel, sample, value, 0)
         self._gain.start(voice, 0, sample, 0.0, 0)
 
     def _apply_note_off(self, sample: int, note: float) -> None:
-        voice = self._voices.note_off(note)
+        voice = self._allocator.note_off(note)
         if voice is None:
             return
         release = self._samples(self.config.release_ms)
@@ -338,5 +306,5 @@ class LiveEngine:
         self._bend = semitones
         channel = self.names.index(self.config.pitch)
         for voice, note in self._notes.items():
-            if self._voices.held(voice) is not None:
+            if self._allocator.held(voice) is not None:
                 self._params.start(voice, channel, sample, note + semitones, self._samples(self.config.smooth_ms))

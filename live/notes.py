@@ -1,0 +1,20 @@
+"""Notes and MIDI values to parameters: the one rule that live play, the widget and MIDI follow.
+
+The Pd external follows the same rule through the C runtime's `rc_model_velocity_value`.
+"""
+from __future__ import annotations
+
+
+def from_midi_value(spec: tuple[float, float], value: float) -> float:
+    """Return a MIDI value 0..127 (a velocity or a controller) mapped onto a parameter's range (low, high)."""
+    low, high = spec
+    return low + (high - low) * value / 127
+
+
+def note_targets(specs: dict[str, tuple[float, float]], pitch: str, velocity: str | None, note: float,
+                 note_velocity: float) -> dict[str, float]:
+    """Return the parameter values a note sets: its number on `pitch` (MIDI units), its velocity on `velocity`."""
+    targets = {pitch: note}
+    if velocity is not None:
+        targets[velocity] = from_midi_value(specs[velocity], note_velocity)
+    return targets

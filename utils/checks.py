@@ -1,0 +1,50 @@
+"""Checks for numbers that come from outside (the command line, Python calls, OSC, MIDI, the widget), in one place.
+
+Each refusal is one line that names where the value came from and says what to give instead.
+"""
+from __future__ import annotations
+
+import math
+import numbers
+
+import numpy as np
+import torch
+
+# Below this the PyTorch sampler's logits / temperature overflow float32; top_n=1 is the greedy draw. The C runtime
+# refuses the same (RC_MIN_TEMPERATURE in runtime/rnncontrol.h).
+MIN_TEMPERATURE = 1e-3
+
+
+def finite_number(name: str, value: object) -> float:
+    """Return value as a float, or raise ValueError naming `name` if it is not a finite number."""
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name}: {value!r} is not a number; give a finite number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{name}: {value!r} is not finite; give a finite number")
+    return number
+
+
+def check_finite_array(name: str, values: np.ndarray | torch.Tensor | list[float]) -> None:
+    """Raise ValueError naming `name` and the first bad index if the values hold NaN or infinity.
+
+    The samplers would play such input as a constant without complaint (on the numba path, for the rest of the
+    voice), so generation and live play refuse it here.
+    """
+    tensor = values.detach() if isinstance(values, torch.Tensor) else torch.from_numpy(np.asarray(values, float))
+    bad = ~torch.isfinite(tensor)
+    if bad.any():
+        first = tuple(int(i) for i in bad.nonzero()[0])
+        raise ValueError(f"{name} holds {int(bad.sum())} NaN or infinite values (the first at index {first}); "
+                         "give finite parameter values")
+
+
+def check_sampling_settings(top_n: int | None, temperature: float) -> None:
+    """Raise ValueError unless temperature is a finite number >= MIN_TEMPERATURE and top_n is None or >= 0."""
+    if not (isinstance(temperature, numbers.Real) and math.isfinite(temperature) and temperature >= MIN_TEMPERATURE):
+        raise ValueError(f"temperature (--temperature) must be a finite number of at least {MIN_TEMPERATURE}, got "
+                         f"{temperature!r}; use top_n=1 to take the most likely sample every step")
+    if top_n is not None and (isinstance(top_n, bool) or not isinstance(top_n, numbers.Integral) or top_n < 0):
+        raise ValueError(f"top_n (--top_n) must be a whole number >= 0 (0 or None: draw among all classes), "
+                         f"got {top_n!r}")

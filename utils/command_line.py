@@ -1,0 +1,47 @@
+"""What the command lines share: NAME=NUMBERS options, and the run folder they open."""
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from utils.run_folder import newest_run
+
+
+def named_numbers(text: str, option: str, form: str, separator: str = ":",
+                  counts: tuple[int, ...] | None = None) -> tuple[str, list[float]]:
+    """Return (NAME, numbers) from an option's NAME=<finite numbers joined by separator>, or exit naming the option.
+
+    `counts` lists how many numbers are allowed (None: any); `form` shows the user how to write it.
+    """
+    name, _, values = text.partition("=")
+    try:
+        numbers = [float(v) for v in values.split(separator)] if name and values else []
+    except ValueError:
+        numbers = []
+    if not numbers or (counts is not None and len(numbers) not in counts):
+        raise SystemExit(f"error: {option} {text!r}: write it as {form}")
+    if not all(map(math.isfinite, numbers)):
+        raise SystemExit(f"error: {option} {text!r}: give finite numbers (not nan or inf)")
+    return name, numbers
+
+
+def add_run_directory(parser: argparse.ArgumentParser) -> None:
+    """Add --run_directory, the run folder a command opens."""
+    parser.add_argument("--run_directory", help="run folder written by train.py (default: newest under output/)")
+
+
+def run_directory(args: argparse.Namespace) -> Path:
+    """Return the run folder given with --run_directory, or the newest under output/ (FileNotFoundError if none)."""
+    return Path(args.run_directory) if args.run_directory else newest_run()
+
+
+@contextmanager
+def exit_on_bad_input() -> Iterator[None]:
+    """Turn the refusals of bad input (ValueError, a missing file, a missing package) into one line and exit 1."""
+    try:
+        yield
+    except (ValueError, FileNotFoundError, ImportError) as error:
+        raise SystemExit(f"error: {error}") from None
