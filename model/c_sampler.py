@@ -33,6 +33,8 @@ _SIGNATURES = {  # name: (result, arguments)
     "rc_model_hidden_size": (ctypes.c_int, [ctypes.c_void_p]),
     "rc_model_num_parameters": (ctypes.c_int, [ctypes.c_void_p]),
     "rc_model_parameter_name": (ctypes.c_char_p, [ctypes.c_void_p, ctypes.c_int]),
+    "rc_model_velocity_value": (ctypes.c_float, [ctypes.c_void_p, ctypes.c_int, ctypes.c_float]),
+    "rc_min_temperature": (ctypes.c_float, []),
     "rc_voice_new": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_uint64]),
     "rc_voice_free": (None, [ctypes.c_void_p]),
     "rc_voice_reset": (None, [ctypes.c_void_p]),
@@ -84,6 +86,10 @@ class CModel:
         self.parameter_names = [self.lib.rc_model_parameter_name(handle, i).decode()
                                 for i in range(self.lib.rc_model_num_parameters(handle))]
 
+    def velocity_value(self, index: int, velocity: float) -> float:
+        """Return parameter `index`'s value, in its own units, for a note's velocity 0..127 (the runtime's rule)."""
+        return self.lib.rc_model_velocity_value(self.handle, index, velocity)
+
     @classmethod
     def from_file(cls, path: str | Path) -> CModel:
         """Return the model in an exported file, read by the runtime's own loader."""
@@ -115,7 +121,7 @@ class CVoice:
         """Set the draw: among the top_n classes (None or 0: all; 1: the most likely), at `temperature`."""
         self.lib.rc_voice_set_top_n(self.handle, top_n or 0)
         if self.lib.rc_voice_set_temperature(self.handle, temperature):
-            raise ValueError(f"temperature must be > 0, got {temperature}")
+            raise ValueError(f"temperature must be at least {self.lib.rc_min_temperature():g}, got {temperature}")
 
     def restart(self, random_state: int) -> None:
         """Go back to silence and a zero hidden state, drawing next from the splitmix64 state `random_state`."""

@@ -69,8 +69,10 @@ void rc_voice_set_random_state(rc_voice *v, uint64_t state) { v->state = state; 
 uint64_t rc_voice_random_state(const rc_voice *v) { return v->state; }
 void rc_voice_set_top_n(rc_voice *v, int top_n) { v->top_n = top_n; }
 
+float rc_min_temperature(void) { return RC_MIN_TEMPERATURE; }
+
 int rc_voice_set_temperature(rc_voice *v, float temperature) {
-    if (!(temperature > 0)) return -1;
+    if (!(temperature >= RC_MIN_TEMPERATURE)) return -1; /* written so that NaN fails too */
     v->inv_temperature = 1.0 / (double)temperature; /* numba's draw gets 1 / temperature in double */
     return 0;
 }

@@ -14,6 +14,9 @@ extern "C" {
 #endif
 
 #define RC_FORMAT_VERSION 1
+/* The lowest temperature a voice takes, inference.py's MIN_TEMPERATURE: below it the PyTorch sampler's
+ * logits / temperature overflow float32, so no backend plays what another refuses. Greedy play is top_n 1. */
+#define RC_MIN_TEMPERATURE 1e-3f
 
 typedef struct rc_model rc_model;
 typedef struct rc_voice rc_voice;
@@ -34,6 +37,9 @@ const char *rc_model_parameter_name(const rc_model *model, int index);
 void rc_model_parameter_range(const rc_model *model, int index, float *low, float *high);
 /* Returns the parameter's index, or -1 when the model has no parameter of that name. */
 int rc_model_parameter_index(const rc_model *model, const char *name);
+/* The value in parameter `index`'s own units for a note's velocity 0..127: low + (high - low) * velocity / 127,
+ * the rule live play (live_engine.py) uses for its velocity parameter. */
+float rc_model_velocity_value(const rc_model *model, int index, float velocity);
 
 /* A voice starts from silence with a zero hidden state, parameters mid-range, top_n 3, temperature 1 and the
  * random stream state `seed`. Returns NULL when out of memory. */
@@ -46,7 +52,9 @@ void rc_voice_set_random_state(rc_voice *voice, uint64_t state);
 uint64_t rc_voice_random_state(const rc_voice *voice);
 /* Draw among the n most likely classes; n <= 0 or >= numtokens draws among all, 1 takes the most likely. */
 void rc_voice_set_top_n(rc_voice *voice, int top_n);
-/* Returns 0, or -1 (and changes nothing) unless temperature > 0. */
+/* RC_MIN_TEMPERATURE, for bindings that cannot read the header. */
+float rc_min_temperature(void);
+/* Returns 0, or -1 (and changes nothing) unless temperature >= RC_MIN_TEMPERATURE (NaN is refused). */
 int rc_voice_set_temperature(rc_voice *voice, float temperature);
 /* Sets a parameter by name in its own units; returns 0, or -1 when the model has no such parameter. */
 int rc_voice_set_parameter(rc_voice *voice, const char *name, float value);

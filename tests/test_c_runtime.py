@@ -1,11 +1,13 @@
+
 import numpy as np
 import pytest
 import torch
 
 import model.c_sampler as c_sampler
-from audioDataLoader.audio_dataset import input_value_table
+from audioDataLoader.audio_dataset import AudioDatasetConfig, input_value_table
 from audioDataLoader.mulaw import mu_law_decode, mu_law_encode
-from model.c_sampler import CVoice, c_model
+from live.notes import from_midi_value
+from model.c_sampler import CModel, CVoice, c_model
 from model.generation import SynthStream, prime, run_inference
 from model.gru_audio_model import GRUAudioConfig
 from model.sampler import choose_backend
@@ -16,6 +18,8 @@ from tests.harness.backends import (
     lively_model,
     random_model,
 )
+from utils.checks import MIN_TEMPERATURE
+from utils.model_file import model_file_bytes
 
 pytestmark = pytest.mark.usefixtures("built_runtime")
 
@@ -111,3 +115,30 @@ def test_backend_c_says_how_to_build_the_runtime_when_it_is_missing(monkeypatch,
             choose_backend(random_model(0), "c")
     finally:
         c_sampler.library.cache_clear()
+
+
+def test_c_temperature_floor_is_pythons():
+    # 1e-3f is the float nearest 1e-3, so every temperature Python lets through reaches C at or above the floor.
+    assert c_sampler.library().rc_min_temperature() == np.float32(MIN_TEMPERATURE)
+
+
+def test_c_voice_refuses_temperatures_below_the_floor_and_keeps_its_own():
+    model = c_model(random_model(0), encode=True)
+    refused, untouched = CVoice(model, 3), CVoice(model, 3)
+    for voice in (refused, untouched):
+        voice.set(0, 0.7)
+    for temperature in (5e-4, 0.0, -1.0, float("nan")):
+        with pytest.raises(ValueError, match="temperature"):
+            refused.set(0, temperature)
+    np.testing.assert_array_equal(refused.render(500), untouched.render(500))
+    refused.set(0, MIN_TEMPERATURE)
+
+
+def test_c_velocity_value_is_live_plays_rule():
+    specs = {"p": (64.0, 76.0), "a": (0.0, 1.0), "level": (0.25, 0.75), "gain": (-24.0, 6.0)}  # exact in float32
+    data = AudioDatasetConfig(parameter_specs=specs, numtokens=256)
+    model = CModel(model_file_bytes(random_model(0, GRUAudioConfig(cond_size=len(specs))), data, "in memory"))
+    for index, spec in enumerate(specs.values()):
+        for velocity in (0, 1, 64, 100, 127):
+            expected = np.float32(from_midi_value(spec, velocity))
+            assert model.velocity_value(index, velocity) == expected, (index, velocity)

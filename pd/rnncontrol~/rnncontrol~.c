@@ -1,9 +1,11 @@
-/* [rnncontrol~ FILE]: plays an exported RNNControl model (export.py) in Pure Data.
+/* [rnncontrol~ FILE PITCH VELOCITY]: plays an exported RNNControl model (export.py) in Pure Data.
  *
  * One voice of the C runtime; messages set its parameters by name in their own units ([p 67(, [a 0.5(),
- * [note PITCH VELOCITY( plays pitch p at amplitude a = velocity / 127 (velocity 0 fades out), [seed N(,
- * [top_n N(, [temperature T(, [reset(. The signal outlet runs at Pd's sample rate: when it differs from the
- * model's, the model's samples are interpolated (cubic Hermite). Messages take effect at the next DSP block. */
+ * [note NUMBER VELOCITY( sets parameter PITCH (default p) to the note number and parameter VELOCITY (default a)
+ * to its range's low + (high - low) * velocity / 127, as live play does (VELOCITY `none`: velocity only gates);
+ * velocity 0 fades out. [seed N(, [top_n N(, [temperature T(, [reset(, and [print( posts the model's parameters
+ * and ranges. The signal outlet runs at Pd's sample rate: when it differs from the model's, the model's samples
+ * are interpolated (cubic Hermite). Messages take effect at the next DSP block. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -17,7 +19,9 @@ static t_class *rnncontrol_tilde_class;
 
 typedef struct {
     t_object x_obj;
+    t_symbol *file;
     rc_model *model;
+    int pitch, velocity; /* the parameters a note sets; velocity -1: none */
     rc_voice *voice;
     double step;      /* model samples per Pd sample */
     double phase;     /* position between history[1] and history[2], in model samples */
@@ -77,13 +81,19 @@ static void rnncontrol_tilde_dsp(t_rnncontrol_tilde *x, t_signal **sp) {
     dsp_add(rnncontrol_tilde_perform, 3, x, sp[0]->s_vec, (t_int)sp[0]->s_n);
 }
 
+/* Writes the model's parameter names, each after a space, for error messages. */
+static void list_parameters(const rc_model *model, char *names, size_t size) {
+    names[0] = '\0';
+    for (int i = 0; i < rc_model_num_parameters(model); i++) {
+        strncat(names, " ", size - strlen(names) - 1);
+        strncat(names, rc_model_parameter_name(model, i), size - strlen(names) - 1);
+    }
+}
+
 static void set_parameter(t_rnncontrol_tilde *x, const char *name, float value) {
     if (rc_voice_set_parameter(x->voice, name, value) == 0) return;
-    char names[MAXPDSTRING] = "";
-    for (int i = 0; i < rc_model_num_parameters(x->model); i++) {
-        strncat(names, " ", sizeof names - strlen(names) - 1);
-        strncat(names, rc_model_parameter_name(x->model, i), sizeof names - strlen(names) - 1);
-    }
+    char names[MAXPDSTRING];
+    list_parameters(x->model, names, sizeof names);
     pd_error(x, "rnncontrol~: this model has no parameter '%s'; its parameters are:%s", name, names);
 }
 
@@ -101,8 +111,14 @@ static void rnncontrol_tilde_note(t_rnncontrol_tilde *x, t_floatarg pitch, t_flo
         if (pitch == x->note) x->gate_target = 0;
         return;
     }
-    set_parameter(x, "p", pitch);
-    set_parameter(x, "a", velocity / 127.0f);
+    if (velocity > 127) {
+        pd_error(x, "rnncontrol~: velocity must be within 0..127, got %g", velocity);
+        return;
+    }
+    set_parameter(x, rc_model_parameter_name(x->model, x->pitch), pitch);
+    if (x->velocity >= 0)
+        set_parameter(x, rc_model_parameter_name(x->model, x->velocity),
+                      rc_model_velocity_value(x->model, x->velocity, velocity));
     x->note = pitch;
     x->gate_target = 1;
 }
@@ -115,7 +131,21 @@ static void rnncontrol_tilde_top_n(t_rnncontrol_tilde *x, t_floatarg top_n) { rc
 
 static void rnncontrol_tilde_temperature(t_rnncontrol_tilde *x, t_floatarg temperature) {
     if (rc_voice_set_temperature(x->voice, temperature))
-        pd_error(x, "rnncontrol~: temperature must be > 0, got %g", temperature);
+        pd_error(x, "rnncontrol~: temperature must be at least %g (top_n 1 for the likeliest sample), got %g",
+                 rc_min_temperature(), temperature);
+}
+
+/* [print(: one line for the model, then one per parameter with its range and its role in a note. */
+static void rnncontrol_tilde_print(t_rnncontrol_tilde *x) {
+    int count = rc_model_num_parameters(x->model);
+    post("rnncontrol~: %s, %d Hz, %d parameters:", x->file->s_name, rc_model_sample_rate(x->model), count);
+    for (int i = 0; i < count; i++) {
+        float low, high;
+        rc_model_parameter_range(x->model, i, &low, &high);
+        const char *role = i == x->pitch ? " (pitch)" : i == x->velocity ? " (velocity)" : "";
+        post("  %s %g..%g%s", rc_model_parameter_name(x->model, i), low, high, role);
+    }
+    if (x->velocity < 0) post("  velocity: none (a note's velocity only starts and ends it)");
 }
 
 static void rnncontrol_tilde_reset(t_rnncontrol_tilde *x) {
@@ -134,7 +164,8 @@ static int find_file(t_symbol *file, char *path, size_t size) {
     return 0;
 }
 
-static void *rnncontrol_tilde_new(t_symbol *file) {
+/* Returns the model in FILE, or NULL after saying why. */
+static rc_model *load_model(t_symbol *file) {
     char path[2 * MAXPDSTRING], error[512];
     if (file == &s_) {
         pd_error(NULL, "rnncontrol~: give the model file: [rnncontrol~ model.safetensors] (make one with export.py)");
@@ -145,8 +176,34 @@ static void *rnncontrol_tilde_new(t_symbol *file) {
         return NULL;
     }
     rc_model *model = rc_model_load(path, error, sizeof error);
-    if (!model) {
-        pd_error(NULL, "rnncontrol~: %s", error);
+    if (!model) pd_error(NULL, "rnncontrol~: %s", error);
+    return model;
+}
+
+/* Sets *index to the parameter `name` (or `fallback` when no name was given) that sets a note's `role`; returns
+ * -1 after saying why when the model has no such parameter. */
+static int note_parameter(const rc_model *model, t_symbol *file, const char *role, t_symbol *name,
+                          const char *fallback, int *index) {
+    const char *wanted = name == &s_ ? fallback : name->s_name;
+    *index = rc_model_parameter_index(model, wanted);
+    if (*index >= 0) return 0;
+    char names[MAXPDSTRING];
+    list_parameters(model, names, sizeof names);
+    pd_error(NULL, "rnncontrol~: %s has no parameter '%s' for a note's %s; its parameters are:%s (name them: "
+             "[rnncontrol~ %s PITCH VELOCITY], VELOCITY none to ignore velocity)",
+             file->s_name, wanted, role, names, file->s_name);
+    return -1;
+}
+
+static void *rnncontrol_tilde_new(t_symbol *file, t_symbol *pitch_name, t_symbol *velocity_name) {
+    rc_model *model = load_model(file);
+    if (!model) return NULL;
+    int pitch, velocity = -1;
+    int refused = note_parameter(model, file, "pitch", pitch_name, "p", &pitch);
+    if (velocity_name != gensym("none")) /* both checked, so one try shows every misnamed parameter */
+        refused |= note_parameter(model, file, "velocity", velocity_name, "a", &velocity);
+    if (refused) {
+        rc_model_free(model);
         return NULL;
     }
     rc_voice *voice = rc_voice_new(model, 0);
@@ -156,7 +213,10 @@ static void *rnncontrol_tilde_new(t_symbol *file) {
         return NULL;
     }
     t_rnncontrol_tilde *x = (t_rnncontrol_tilde *)pd_new(rnncontrol_tilde_class);
+    x->file = file;
     x->model = model;
+    x->pitch = pitch;
+    x->velocity = velocity;
     x->voice = voice;
     x->step = 1.0;
     x->gate = x->gate_target = 1;
@@ -174,7 +234,7 @@ static void rnncontrol_tilde_free(t_rnncontrol_tilde *x) {
 void rnncontrol_tilde_setup(void) {
     rnncontrol_tilde_class = class_new(gensym("rnncontrol~"), (t_newmethod)rnncontrol_tilde_new,
                                        (t_method)rnncontrol_tilde_free, sizeof(t_rnncontrol_tilde), CLASS_DEFAULT,
-                                       A_DEFSYMBOL, 0);
+                                       A_DEFSYMBOL, A_DEFSYMBOL, A_DEFSYMBOL, 0);
     class_addmethod(rnncontrol_tilde_class, (t_method)rnncontrol_tilde_dsp, gensym("dsp"), A_CANT, 0);
     class_addmethod(rnncontrol_tilde_class, (t_method)rnncontrol_tilde_note, gensym("note"), A_FLOAT, A_FLOAT, 0);
     class_addmethod(rnncontrol_tilde_class, (t_method)rnncontrol_tilde_seed, gensym("seed"), A_FLOAT, 0);
@@ -182,5 +242,6 @@ void rnncontrol_tilde_setup(void) {
     class_addmethod(rnncontrol_tilde_class, (t_method)rnncontrol_tilde_temperature, gensym("temperature"), A_FLOAT,
                     0);
     class_addmethod(rnncontrol_tilde_class, (t_method)rnncontrol_tilde_reset, gensym("reset"), 0);
+    class_addmethod(rnncontrol_tilde_class, (t_method)rnncontrol_tilde_print, gensym("print"), 0);
     class_addanything(rnncontrol_tilde_class, (t_method)rnncontrol_tilde_anything);
 }
