@@ -135,10 +135,11 @@ def run_live(*args: str) -> subprocess.CompletedProcess:
                           cwd=ROOT, timeout=300)
 
 
-def test_the_command_line_plays_without_a_sound_card_and_records(tmp_path):
+@pytest.mark.parametrize("backend", ["auto", "c"])
+def test_the_command_line_plays_without_a_sound_card_and_records(tmp_path, backend, built_runtime):
     wav = tmp_path / "take.wav"
     result = run_live("--run_directory", str(QUICK_RUN), "--audio", "none", "--drone", "--seconds", "1",
-                      "--record", str(wav), "--param", "instID=1", "--param", "p=67")
+                      "--record", str(wav), "--param", "instID=1", "--param", "p=67", "--backend", backend)
     assert result.returncode == 0, result.stderr
     audio, rate = sf.read(wav)
     # About a second: a loaded machine may pace the `none` output late, and lost periods are not caught up.
