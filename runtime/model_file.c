@@ -288,7 +288,7 @@ int rc_model_parameter_index(const rc_model *m, const char *name) {
 }
 
 float rc_model_velocity_value(const rc_model *m, int index, float velocity) {
-    /* in double, in live_engine.py's order, so the value is Python's rounded once to float */
+    /* in double, in live/notes.py's order, so the value is Python's rounded once to float */
     double low = m->low[index], high = m->high[index];
     return (float)(low + (high - low) * velocity / 127.0);
 }

@@ -14,7 +14,7 @@ extern "C" {
 #endif
 
 #define RC_FORMAT_VERSION 1
-/* The lowest temperature a voice takes, inference.py's MIN_TEMPERATURE: below it the PyTorch sampler's
+/* The lowest temperature a voice takes, utils/checks.py's MIN_TEMPERATURE: below it the PyTorch sampler's
  * logits / temperature overflow float32, so no backend plays what another refuses. Greedy play is top_n 1. */
 #define RC_MIN_TEMPERATURE 1e-3f
 
@@ -38,7 +38,7 @@ void rc_model_parameter_range(const rc_model *model, int index, float *low, floa
 /* Returns the parameter's index, or -1 when the model has no parameter of that name. */
 int rc_model_parameter_index(const rc_model *model, const char *name);
 /* The value in parameter `index`'s own units for a note's velocity 0..127: low + (high - low) * velocity / 127,
- * the rule live play (live_engine.py) uses for its velocity parameter. */
+ * the rule live play (live/notes.py) uses for its velocity parameter. */
 float rc_model_velocity_value(const rc_model *model, int index, float velocity);
 
 /* A voice starts from silence with a zero hidden state, parameters mid-range, top_n 3, temperature 1 and the

@@ -1,7 +1,7 @@
 """A JupyterLab widget that plays a run's model live: knobs in the parameters' units, the sound follows as it plays.
 
 The kernel only answers the browser. The browser pulls: when its jitter buffer runs low it asks for the next block,
-and the kernel's live engine (live_engine.LiveEngine, one drone voice at the model's rate; the browser resamples)
+and the kernel's live engine (live.engine.LiveEngine, one drone voice at the model's rate; the browser resamples)
 renders exactly that much with the current controls and sends it back as a binary buffer. A slow
 link therefore means a deeper buffer (more latency), never a pile-up, and nothing runs in the kernel between pulls:
 stopping, re-running the cell or closing the tab leaves it idle. The protocol, browser to kernel:
