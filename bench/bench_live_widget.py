@@ -1,7 +1,7 @@
 """Live play in the browser: knob-to-sound latency and underflows, JupyterLab and headless Chromium on loopback.
 
 Run from the repository root: .venv/bin/python -m bench.bench_live_widget [--seconds 60] [--run_directory RUN]
-Opens Inference.ipynb in JupyterLab (tests/live_browser.py), presses Play and moves the pitch knob every
+Opens Inference.ipynb in JupyterLab (tests/harness/browser.py), presses Play and moves the pitch knob every
 --move_every seconds for --seconds. Each move's latency runs from the knob's message leaving the page to the
 worklet playing the first sample rendered with it, plus the context's reported output latency. The baseline, in
 the same process, is the kernel alone: the time the widget's LiveEngine takes to render one 50 ms block, the least

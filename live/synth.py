@@ -14,7 +14,7 @@ from utils.checks import finite_number
 from utils.run_folder import load_model, newest_run
 from utils.wav import save_wav
 
-# From bench/bench_live.py on the quiet 2-core machine (README), 20 s a row: 4 ms underflowed (7 times with one voice,
+# From bench/bench_live.py on the quiet 2-core machine (docs/results/speed.md), 20 s a row: 4 ms underflowed (7 times with one voice,
 # 969 with four); 8 ms played 1 and 4 voices with none, at an engine latency of 10 ms (median) and 11 ms (p99).
 DEFAULT_BUFFER_MS = 8.0
 

@@ -67,8 +67,9 @@ class TorchVoices:
     def sample(self, cond: np.ndarray | torch.Tensor, top_n: int | None, temperature: float,
                which: np.ndarray | None = None) -> np.ndarray:
         """Return the next mu-law indices (len(which), T) for cond (len(which), T, P), carrying the voices' state on."""
-        cond = torch.as_tensor(cond, dtype=torch.float32, device=self.previous.device)
-        which = torch.arange(len(self)) if which is None else torch.as_tensor(which, dtype=torch.long)
+        device = self.previous.device
+        cond = torch.as_tensor(cond, dtype=torch.float32, device=device)
+        which = torch.arange(len(self), device=device) if which is None else torch.as_tensor(which, device=device)
         codes, hidden = sample_torch(self.model, cond, self.previous[which], self.hidden[:, which],
                                      self.input_values, top_n, temperature, self.generator)
         self.hidden[:, which] = hidden

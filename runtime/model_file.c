@@ -1,5 +1,5 @@
 /* Loading an exported model: the file's metadata and tensors checked against each other, the weights laid out for
- * the per-sample loop. The layout of the file is described in the README's "Exported model files" section. */
+ * the per-sample loop. The layout of the file is described in docs/runtime.md, "Exported model files". */
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>

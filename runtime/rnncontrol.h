@@ -1,4 +1,4 @@
-/* RNNControl's runtime: plays a model exported by export.py (safetensors, see the README's "Exported model files").
+/* RNNControl's runtime: plays a model exported by export.py (safetensors, see docs/runtime.md, "Exported model files").
  *
  * Load a model once, make a voice per player, set its parameters, render. A model is read-only once loaded and a
  * voice owns all its working memory, so each voice may render on its own thread; rendering allocates nothing.

@@ -17,7 +17,8 @@ from pathlib import Path
 import numpy as np
 import papermill
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.harness.run_folders import ROOT
+
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's package, installed by scripts/setup.sh; never a downloaded build
 CHROMIUM_ARGS = ["--autoplay-policy=no-user-gesture-required", "--no-sandbox", "--disable-gpu", "--no-first-run",
                  # The closed network refuses Chromium's background connections: make none.
