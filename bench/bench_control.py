@@ -3,8 +3,8 @@
 Renders instrument pairs of other families and registers from the FluidR3 GM SoundFont, holds two pitches of each
 out of training, trains each pair with a fixed budget for each recipe variant and seed, evaluates it with
 evaluate.py, and prints one table: data set x variant x budget, the median over seeds (with the min..max spread)
-of the trained / between / held-out pitch error (median and p90 cents), instrument accuracy, level error and
-training time. Every result is kept as JSON under --output, so an interrupted or extended benchmark only runs what
+of the trained / between / held-out pitch error (median and p90 cents), silent notes on the grid, instrument
+accuracy, level error and training time. Every result is kept as JSON under --output, so an interrupted or extended benchmark only runs what
 is missing.
 
 Run from the repository root:
@@ -106,6 +106,8 @@ def result_row(summary: list[dict], sampling: str, source: str = "generated") ->
         found = by_group.get(group, {})
         row[f"{group} median"] = found.get("pitch error median (cents)", float("nan"))
         row[f"{group} p90"] = found.get("pitch error p90 (cents)", float("nan"))
+    # Counted over the whole grid. Results kept before the count existed have none (NaN).
+    row["silent notes"] = sum(by_group[g].get("silent notes", float("nan")) for g in GROUPS if g in by_group)
     trained = by_group["trained"]
     row["instrument accuracy"] = trained["instrument accuracy"]
     row["level error (dB)"] = trained["level error median (dB)"]
@@ -176,7 +178,7 @@ def _spread(values: list[float], digits: int) -> str:
 
 
 COLUMNS = [("trained median", 0), ("trained p90", 0), ("between median", 0), ("between p90", 0),
-           ("held-out median", 0), ("held-out p90", 0), ("instrument accuracy", 2), ("level error (dB)", 1),
+           ("held-out median", 0), ("held-out p90", 0), ("silent notes", 0), ("instrument accuracy", 2), ("level error (dB)", 1),
            ("training (min)", 1)]
 
 

@@ -17,6 +17,9 @@ NUM_HARMONICS = 8
 # Harmonic shares below -80 dB are mu-law quantisation noise, not timbre.
 SHARE_FLOOR = 1e-8
 SILENCE_DB = -200.0
+# A note voiced in less than half its frames is silent: counted in a column of its own, its pitch left out of the
+# pitch error (what pitch it has is not the note asked for), so that a median can never hide a note that never sounds.
+SILENT_BELOW_VOICED = 0.5
 
 
 @dataclass(frozen=True)

@@ -64,9 +64,9 @@ def plot_pitch(evaluation: Evaluation) -> Figure:
         low, high = ax.get_ylim()
         ax.set_ylim(min(low, -100), max(high, 100))
         ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-        unvoiced = sum(np.isnan(r["cents_error"]) for r in _notes(evaluation, "generated", instrument))
-        ax.set_title(f"{config.instrument}={instrument:g}" + (f" ({unvoiced} unvoiced notes not shown)"
-                                                              if unvoiced else ""), fontsize=10)
+        silent = sum(r["silent"] for r in _notes(evaluation, "generated", instrument))
+        ax.set_title(f"{config.instrument}={instrument:g}" + (f" ({silent} silent notes not shown)"
+                                                              if silent else ""), fontsize=10)
         ax.set_xlabel(f"requested pitch {config.pitch} (MIDI)")
     return _labelled(figure, panels, "f0 - requested (cents)")
 

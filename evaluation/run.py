@@ -20,6 +20,7 @@ from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset,
 from evaluation.measures import (
     FRAME_LENGTH,
     GROUPS,
+    SILENT_BELOW_VOICED,
     NearestCentroid,
     NoteMeasurement,
     PitchTrack,
@@ -161,8 +162,10 @@ class Reference:
             named = dict(zip(self.names, values))
             amplitudes, levels = self.levels[named[config.instrument]]
             expected_db = float(np.interp(named[config.amplitude], amplitudes, levels))
+            silent = note.voiced_fraction < SILENT_BELOW_VOICED
+            cents = math.nan if silent else 100.0 * (note.f0_midi - named[config.pitch])
             rows.append({"source": source, "group": value_group(named, self.values, self.exclude), **named,
-                         "f0_midi": note.f0_midi, "cents_error": 100.0 * (note.f0_midi - named[config.pitch]),
+                         "f0_midi": note.f0_midi, "cents_error": cents, "silent": silent,
                          "voiced_fraction": note.voiced_fraction, "level_db": note.level_db,
                          "level_error_db": note.level_db - expected_db, "heard_instrument": instrument})
         return rows
@@ -202,7 +205,7 @@ def summary_row(rows: list[dict], config: EvaluationConfig, instruments: np.ndar
     column = {key: np.array([row[key] for row in rows]) for key in rows[0]}
     correct = column["heard_instrument"] == column[config.instrument]
     row = {"source": rows[0]["source"], "group": rows[0]["group"], "notes": len(rows),
-           **_pitch_columns(column["cents_error"], float(column["voiced_fraction"].mean())),
+           "silent notes": int(column["silent"].sum()), **_pitch_columns(column["cents_error"], float(column["voiced_fraction"].mean())),
            "level rank correlation": level_rank_correlation(rows, config),
            "level error median (dB)": percentile(np.abs(column["level_error_db"]), 50),
            "instrument accuracy": float(correct.mean())}

@@ -20,7 +20,15 @@ from evaluation.measures import (
     spearman,
 )
 from evaluation.plots import PLOTS
-from evaluation.run import STAGES, EvaluationConfig, evaluate_run, level_rank_correlation, value_group
+from evaluation.run import (
+    STAGES,
+    EvaluationConfig,
+    Reference,
+    evaluate_run,
+    level_rank_correlation,
+    summary_row,
+    value_group,
+)
 from tests.harness.run_folders import ROOT, TINY_SPECS, write_tone
 from train import train
 from utils.pitch import midi_to_hz
@@ -56,6 +64,26 @@ def test_noise_has_no_pitch():
     noise = np.random.default_rng(0).uniform(-0.5, 0.5, SR // 2)
     note = measure_note(noise, SR, requested_midi=70.0, search=SEARCH)
     assert note.voiced_fraction < 0.2
+
+
+def test_a_note_sounding_in_less_than_half_its_frames_is_counted_silent_and_its_pitch_left_out():
+    """A note that never starts shows in the summary's silent column; the pitch medians cannot hide it."""
+    sounding, third = tone(70.0), tone(70.0)
+    third[len(third) // 3:] = 0.0  # a note that dies after a third of its length
+    notes = [measure_note(audio, SR, 70.0, SEARCH) for audio in (sounding, third, np.zeros(SR // 2))]
+    features = np.stack([tone(70.0, odd_only=odd)[:4096] for odd in (True, False)])
+    reference = Reference(["instID", "a", "p"], {"instID": np.array([1.0, 2.0]), "a": np.array([0.5]),
+                                                 "p": np.array([70.0])}, {},
+                          {1.0: (np.array([0.5]), np.array([-10.0]))},
+                          NearestCentroid.fit(np.stack([harmonic_features(f, SR, midi_to_hz(70.0)) for f in features]),
+                                              np.array([1.0, 2.0])), SEARCH)
+    config = EvaluationConfig()
+    rows = reference.rows("generated", np.array([[1.0, 0.5, 70.0]] * 3), notes, config)
+    assert [row["silent"] for row in rows] == [False, True, True]
+    assert np.isfinite(rows[0]["cents_error"]) and np.isnan(rows[1]["cents_error"]) and np.isnan(rows[2]["cents_error"])
+    summary = summary_row(rows, config, np.array([1.0, 2.0]))
+    assert summary["notes"] == 3 and summary["silent notes"] == 2
+    assert summary["pitch error median (cents)"] == pytest.approx(abs(rows[0]["cents_error"]))
 
 
 def test_rms_level_ordering_is_detected():
