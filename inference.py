@@ -16,6 +16,7 @@ import numpy as np
 
 from audioDataLoader.audio_dataset import normalize_parameters
 from model.generation import SynthStream
+from model.reference import PeriodicReference
 from model.sampler import BACKENDS
 from utils.checks import check_sampling_settings
 from utils.command_line import add_run_directory, exit_on_bad_input, named_numbers, run_directory
@@ -115,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         _check_output_path(plot_path, "--output_plot_path")
         cond = parameter_trajectory(data.parameter_specs, settings, length)
         stream = SynthStream(model, None, args.top_n, args.temperature, args.seed, data.encode, args.backend,
-                             data.sample_rate)
+                             data.sample_rate, PeriodicReference.of(data))
         audio = stream.render(cond)
     if stream.compile_seconds is not None:
         print(f"compiling the sampler (first run only): {stream.compile_seconds:.1f} s")

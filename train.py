@@ -75,7 +75,8 @@ class TrainConfig:
 DATA_KEYS = {"datadir": "data_dir", "props": "parameter_specs", "seqLen": "sequence_length",
              "noise": "noise_weight", "add_noise": "add_noise", "encode": "encode", "numtokens": "numtokens",
              "sample_rate": "sample_rate", "exclude": "exclude", "pitch_parameter": "pitch_parameter",
-             "pitch_shift": "pitch_shift", "labels": "labels"}
+             "pitch_shift": "pitch_shift", "labels": "labels", "cold_start": "cold_start",
+             "reference_harmonics": "reference_harmonics", "pitch_units": "pitch_units"}
 MODEL_KEYS = {"hiddenSize": "hidden_size", "nLayers": "num_layers", "dropout": "dropout", "numtokens": "numtokens",
               "cond_every_layer": "cond_every_layer"}
 TRAIN_KEYS = {f.name: f.name for f in fields(TrainConfig)}
@@ -87,7 +88,8 @@ PRESETS = {
     # The original network and recipe, whatever the defaults become: 4 x 48, parameters into the first layer only
     # (69,232 weights), constant rate, no clipping, no augmentation, 40 x 100 batches of 256.
     "original": {"hiddenSize": 48, "nLayers": 4, "dropout": 0.1, "cond_every_layer": False, "lr": 0.005,
-                 "lr_schedule": "constant", "grad_clip": 0.0, "pitch_shift": 0.0, "seqLen": 256,
+                 "lr_schedule": "constant", "grad_clip": 0.0, "pitch_shift": 0.0, "cold_start": 0.0,
+                 "reference_harmonics": 0, "seqLen": 256,
                  "num_epochs": 40, "batches_per_epoch": 100, "batch_size": 256},
 }
 
@@ -101,7 +103,7 @@ def configs_from_params(params: dict) -> tuple[AudioDatasetConfig, GRUAudioConfi
     data = AudioDatasetConfig(**{DATA_KEYS[k]: v for k, v in params.items() if k in DATA_KEYS})
     if "noise" in params and "add_noise" not in params:
         data.add_noise = params["noise"] > 0
-    model = GRUAudioConfig(cond_size=len(data.parameter_specs),
+    model = GRUAudioConfig(cond_size=data.conditioning_size,
                            **{MODEL_KEYS[k]: v for k, v in params.items() if k in MODEL_KEYS})
     train_config = TrainConfig(**{k: v for k, v in params.items() if k in TRAIN_KEYS})
     return data, model, train_config
@@ -391,7 +393,8 @@ def _parse_args(argv: list[str] | None = None) -> dict:
                         help="hold out files with these parameter values, e.g. p=67,71")
     for key, kind in [("num_epochs", int), ("batches_per_epoch", int), ("batch_size", int), ("seqLen", int),
                       ("lr", float), ("lr_schedule", str), ("warmup", float), ("lr_final", float),
-                      ("grad_clip", float), ("pitch_parameter", str), ("pitch_shift", float),
+                      ("grad_clip", float), ("pitch_parameter", str), ("pitch_shift", float), ("cold_start", float),
+                      ("reference_harmonics", int), ("pitch_units", str),
                       ("noise", float), ("hiddenSize", int), ("nLayers", int),
                       ("numtokens", int), ("dropout", float), ("sample_rate", int), ("savemodeldir", str),
                       ("savemodel_interval", int), ("seed", int), ("device", str)]:

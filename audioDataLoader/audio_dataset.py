@@ -16,6 +16,10 @@ from audioDataLoader import pitch_shift
 from audioDataLoader.encoded_cache import encoded_audio
 from audioDataLoader.labels import read_labels
 from audioDataLoader.mulaw import mu_law_decode, mu_law_encode
+from model.reference import PeriodicReference, frequency_hz
+
+# How fast a cold-start window's note fades in from silence: a few milliseconds, a note's attack with no click.
+COLD_START_FADE_MS = 5.0
 
 
 @dataclass
@@ -43,6 +47,15 @@ class AudioDatasetConfig:
     # A table of each file's parameter values (CSV `file,NAME1,...`, or JSON like NSynth's examples.json);
     # None: the values are read from the file names.
     labels: str | None = None
+    # The share of windows that start cold, as generation does: silence as the first input (and the network's state
+    # is zero at every window's start), the note fading in over COLD_START_FADE_MS. 0: every window starts inside
+    # the note, so the network never trains on starting one.
+    cold_start: float = 0.0
+    # The periodic reference (model/reference.py): sin kφ, cos kφ for k = 1..reference_harmonics of an oscillator at
+    # pitch_parameter's frequency, appended to the parameters. 0: none (the original network).
+    reference_harmonics: int = 0
+    # What pitch_parameter's values are: MIDI note numbers ("midi") or frequencies ("hz").
+    pitch_units: str = "midi"
 
     def __post_init__(self) -> None:
         if self.sequence_length < 1:
@@ -60,8 +73,26 @@ class AudioDatasetConfig:
                              f"{list(self.parameter_specs)}; name the parameter that holds the pitch in semitones")
         if not 0 <= self.pitch_shift <= 12:
             raise ValueError(f"pitch_shift must be between 0 and 12 semitones, got {self.pitch_shift}")
+        if not 0 <= self.cold_start <= 1:
+            raise ValueError(f"cold_start is the share of windows that start from silence, from 0 to 1; got "
+                             f"{self.cold_start}")
+        if self.pitch_units not in ("midi", "hz"):
+            raise ValueError(f"pitch_units must be 'midi' or 'hz', got {self.pitch_units!r}")
+        if not 0 <= self.reference_harmonics <= 16:
+            raise ValueError(f"reference_harmonics must be between 0 and 16, got {self.reference_harmonics}")
+        if self.reference_harmonics and self.pitch_parameter is None:
+            raise ValueError("reference_harmonics needs pitch_parameter: the parameter whose frequency the reference "
+                             "oscillator follows")
+        if self.pitch_shift and self.pitch_units != "midi":
+            raise ValueError("pitch_shift moves pitch_parameter in semitones, so it needs pitch_units 'midi'")
         if self.pitch_shift and self.pitch_parameter is None:
             raise ValueError("pitch_shift needs pitch_parameter: the parameter whose value moves with the shift")
+
+
+    @property
+    def conditioning_size(self) -> int:
+        """Return how many values condition the network at each step: the parameters, then the reference."""
+        return len(self.parameter_specs) + 2 * self.reference_harmonics
 
 
 def parse_filename_parameters(filename: str, names: list[str]) -> dict[str, float]:
@@ -143,6 +174,7 @@ class MuLawAudioDataset(Dataset):
         self.parameters = torch.from_numpy(normalize_parameters(raw, config.parameter_specs))
         self._load_audio(cache)
         self.input_values = input_value_table(config.numtokens, config.encode)
+        self.reference = PeriodicReference.of(config)
 
     def _find_files(self, folder: Path) -> tuple[list[Path], np.ndarray]:
         if not folder.is_dir():
@@ -266,11 +298,39 @@ class MuLawAudioDataset(Dataset):
                 audio_in = self.input_values[codes[:, :-1]]
             else:
                 audio_in = (self.audio[positions[:, :-1]] + 1) / 2
+        if self.config.cold_start:
+            codes, audio_in = self._start_cold(codes, audio_in, generator)
         if self.config.add_noise:
             noise = torch.rand(audio_in.shape, generator=generator) - 0.5
             audio_in = audio_in + self.config.noise_weight * noise
-        inputs = torch.cat([audio_in[..., None], params[:, None, :].expand(-1, seq, -1)], dim=-1)
+        conditioning = [params[:, None, :].expand(-1, seq, -1)]
+        if self.reference is not None:
+            conditioning.append(self._reference_channels(codes, params))
+        inputs = torch.cat([audio_in[..., None], *conditioning], dim=-1)
         return inputs, codes[:, 1:, None]
+
+    def _reference_channels(self, codes: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
+        """Return the reference (B, T, 2K) aligned to each window's targets, at each window's (shifted) pitch."""
+        reference = self.reference
+        pitch = reference.low + (reference.high - reference.low) * params[:, reference.pitch_index].double()
+        target = mu_law_decode(codes[:, 1:], self.config.numtokens)
+        return reference.aligned(target, frequency_hz(pitch, reference.units))
+
+    def _start_cold(self, codes: torch.Tensor, audio_in: torch.Tensor, generator: torch.Generator | None
+                    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the windows with a cold_start share of them faded in from silence (codes (B, T+1), input (B, T))."""
+        cold = torch.rand(len(codes), generator=generator) < self.config.cold_start
+        if not cold.any():
+            return codes, audio_in
+        numtokens, fade = self.config.numtokens, COLD_START_FADE_MS * self.config.sample_rate / 1000
+        # A linear fade from exactly 0, so the first input is silence and the targets are the note's fade-in.
+        gain = (torch.arange(codes.shape[1]) / fade).clamp(max=1.0)
+        faded = mu_law_decode(codes[cold], numtokens) * gain
+        codes, audio_in = codes.clone(), audio_in.clone()
+        codes[cold] = mu_law_encode(faded, numtokens)
+        audio_in[cold] = (self.input_values[codes[cold][:, :-1]] if self.audio is None
+                          else (faded[:, :-1].clamp(-1, 1) + 1) / 2)
+        return codes, audio_in
 
     def _shifted_windows(self, file: torch.Tensor, start: torch.Tensor, params: torch.Tensor,
                          generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -32,6 +32,7 @@ from evaluation.measures import (
 )
 from model.generation import GenerationRate, SynthStream
 from model.gru_audio_model import RNN
+from model.reference import PeriodicReference
 from utils.run_folder import load_model
 from utils.utils import multi_linspace
 
@@ -241,7 +242,7 @@ def _check_names(config: EvaluationConfig, specs: dict[str, tuple[float, float]]
 def _render(model: RNN, settings: np.ndarray, config: EvaluationConfig,
             data: AudioDatasetConfig) -> tuple[np.ndarray, GenerationRate]:
     stream = SynthStream(model, None, config.top_n, config.temperature, config.seed, data.encode,
-                         sample_rate=data.sample_rate)
+                         sample_rate=data.sample_rate, reference=PeriodicReference.of(data))
     return stream.render(normalize_parameters(settings, data.parameter_specs)), stream.rate
 
 

@@ -22,6 +22,7 @@ from audioDataLoader.mulaw import mu_law_decode
 from live.notes import note_targets
 from live.voice_allocator import DRONE, Start, VoiceAllocator
 from model.gru_audio_model import RNN
+from model.reference import PeriodicReference
 from model.sampler import BACKENDS, choose_backend, silent_voices
 from utils.checks import check_sampling_settings, finite_number
 
@@ -98,7 +99,8 @@ class LiveEngine:
         self._decoded = mu_law_decode(np.arange(numtokens), numtokens)  # a table: quicker than decoding each block
         # Making the voices compiles the sampler (or loads it from numba's cache): now, not in the audio path.
         self.backend = choose_backend(model, config.backend)
-        self._voices = silent_voices(model, voices, self.backend, data_config.encode, config.seed, config.threads)
+        self._voices = silent_voices(model, voices, self.backend, data_config.encode, config.seed, config.threads,
+                                     PeriodicReference.of(data_config))
         self._notes_started = itertools.count()
         self.defaults = np.array([config.initial.get(n, sum(self.specs[n]) / 2) for n in self.names], dtype=np.float64)
         self._params = _Ramps(voices, len(self.names), self.defaults)

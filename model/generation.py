@@ -12,29 +12,34 @@ import torch
 from audioDataLoader.audio_dataset import input_value_table
 from audioDataLoader.mulaw import mu_law_decode, mu_law_encode
 from model.gru_audio_model import RNN
+from model.reference import PeriodicReference
 from model.sampler import Voices, choose_backend, make_voices
 from utils.checks import check_finite_array, check_sampling_settings
 
 
 @torch.no_grad()
 def prime(model: RNN, warmup_sequence: np.ndarray | torch.Tensor | None, cond: torch.Tensor,
-          input_values: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Return (last warm-up index (B,), hidden) after running the warm-up audio through the model.
+          input_values: torch.Tensor, reference: PeriodicReference | None = None
+          ) -> tuple[torch.Tensor, torch.Tensor, np.ndarray]:
+    """Return (last warm-up index (B,), hidden, reference phase (B,)) after running the warm-up through the model.
 
-    The warm-up is float audio in [-1, 1], fed with the first conditioning vector of each voice; its
-    last sample is the first fed-back input. With no warm-up, generation starts from silence.
+    The warm-up is float audio in [-1, 1], fed with the first parameters of each voice (and the reference, from
+    phase 0 on); its last sample is the first fed-back input. With no warm-up, generation starts from silence.
     """
     batch, device, numtokens = cond.shape[0], cond.device, model.config.numtokens
-    hidden = model.init_hidden(batch, device)
+    hidden, phase = model.init_hidden(batch, device), np.zeros(batch)
     if warmup_sequence is None or len(warmup_sequence) == 0:
-        return mu_law_encode(torch.zeros(batch, device=device), numtokens), hidden
+        return mu_law_encode(torch.zeros(batch, device=device), numtokens), hidden, phase
     check_finite_array("warmup_sequence", warmup_sequence)
     codes = mu_law_encode(torch.as_tensor(warmup_sequence, dtype=torch.float32, device=device), numtokens)
     if len(codes) > 1:
         audio_in = input_values[codes[:-1]][None, :, None].expand(batch, -1, 1)
         params = cond[:, :1].expand(-1, len(codes) - 1, -1)
+        if reference is not None:
+            channels, phase = reference.channels(params.cpu().numpy(), phase)
+            params = torch.cat([params, torch.from_numpy(channels).to(device)], dim=-1)
         _, hidden = model(torch.cat([audio_in, params], dim=-1), hidden)
-    return codes[-1].expand(batch).clone(), hidden
+    return codes[-1].expand(batch).clone(), hidden, phase
 
 
 @dataclass(frozen=True)
@@ -74,14 +79,15 @@ class SynthStream:
     blocks rendered one after another equal one long call with the same seed. The first block primes the network
     with `warmup_sequence` and fixes the number of voices, (n, P) for one voice or (B, n, P) for B voices. The
     numba and c backends play the weights the model had at the first block. `rate` tells how fast the last block ran.
+    A run trained with a periodic reference plays with it: `reference=PeriodicReference.of(config["data"])`.
     """
 
     def __init__(self, model: RNN, warmup_sequence: np.ndarray | torch.Tensor | None = None,
                  top_n: int | None = 3, temperature: float = 1.0, seed: int | None = None, encode: bool = True,
-                 backend: str = "auto", sample_rate: int = 16000) -> None:
+                 backend: str = "auto", sample_rate: int = 16000, reference: PeriodicReference | None = None) -> None:
         check_sampling_settings(top_n, temperature)
         self.model, self.warmup_sequence, self.seed, self.sample_rate = model, warmup_sequence, seed, sample_rate
-        self.encode = encode
+        self.encode, self.reference = encode, reference
         self.top_n, self.temperature = top_n, temperature
         self.backend = choose_backend(model, backend)
         self.device = next(model.parameters()).device
@@ -93,15 +99,16 @@ class SynthStream:
     def render(self, cond: np.ndarray | torch.Tensor) -> np.ndarray:
         """Return the next block of float audio, (n,) for cond (n, P) or (B, n) for cond (B, n, P)."""
         start = time.perf_counter()
-        size = self.model.config.cond_size
+        size = self.model.config.cond_size - (self.reference.size if self.reference else 0)
         block = torch.as_tensor(cond, dtype=torch.float32, device=self.device).detach()
         check_finite_array("conditioning", block)
         single = block.ndim == 2
         if single:
             block = block[None]
         if block.ndim != 3 or block.shape[-1] != size:
-            raise ValueError(f"conditioning must be (T, {size}) or (B, T, {size}) for this model, "
-                             f"got shape {tuple(block.shape)}")
+            raise ValueError(f"conditioning must be (T, {size}) or (B, T, {size}) for this model, got shape "
+                             f"{tuple(block.shape)}; a run trained with a periodic reference plays with "
+                             "reference=PeriodicReference.of(config['data'])")
         with _evaluating(self.model):
             ready_seconds = 0.0  # making the voices (compiling or loading the numba sampler) is left out of `rate`
             if self.voices is None:
@@ -122,18 +129,21 @@ class SynthStream:
         return self.render(np.repeat(values[..., None, :], num_samples, axis=-2))
 
     def _start(self, block: torch.Tensor) -> Voices:
-        previous, hidden = prime(self.model, self.warmup_sequence, block, self.input_values)
-        return make_voices(self.backend, self.model, previous, hidden, self.encode, self.seed)
+        previous, hidden, phase = prime(self.model, self.warmup_sequence, block, self.input_values, self.reference)
+        return make_voices(self.backend, self.model, previous, hidden, self.encode, self.seed,
+                           reference=self.reference, phase=phase)
 
 
 def run_inference(model: RNN, cond_seq: np.ndarray | torch.Tensor,
                   warmup_sequence: np.ndarray | torch.Tensor | None = None, top_n: int | None = 3,
                   temperature: float = 1.0, seed: int | None = None, encode: bool = True,
-                  backend: str = "auto") -> np.ndarray:
+                  backend: str = "auto", reference: PeriodicReference | None = None) -> np.ndarray:
     """Return float audio (T,) for cond_seq (T, P), or (B, T) for B voices at once from cond_seq (B, T, P).
 
     cond_seq holds the parameters mapped to [0, 1]; `encode` is the run's data setting (config["data"].encode).
     `backend` "auto" runs the compiled numba sampler for a CPU model and PyTorch for a CUDA one (see
     `choose_backend`); the two draw from different random streams, so a seed reproduces audio within a backend.
+    A run trained with a periodic reference plays with it: `reference=PeriodicReference.of(config["data"])`.
     """
-    return SynthStream(model, warmup_sequence, top_n, temperature, seed, encode, backend).render(cond_seq)
+    stream = SynthStream(model, warmup_sequence, top_n, temperature, seed, encode, backend, reference=reference)
+    return stream.render(cond_seq)

@@ -12,7 +12,9 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from audioDataLoader.mulaw import mu_law_encode
 from model.gru_audio_model import RNN
+from model.reference import PeriodicReference, ReferencedVoices
 
 BACKENDS = ("auto", "torch", "numba", "c")
 
@@ -62,12 +64,22 @@ def choose_backend(model: RNN, backend: str = "auto") -> str:
 
 
 def make_voices(backend: str, model: RNN, previous: torch.Tensor, hidden: torch.Tensor, encode: bool,
-                seed: int | None, threads: int | None = None) -> Voices:
+                seed: int | None, threads: int | None = None, reference: PeriodicReference | None = None,
+                phase: np.ndarray | None = None) -> Voices:
     """Return len(previous) voices of `model` on `backend` ("torch", "numba" or "c"; see `choose_backend`).
 
     previous (B,) holds each voice's last class and hidden (L, B, H) its state; `encode` is the run's data setting
-    (config["data"].encode). Voice b's random stream depends only on the seed and b.
+    (config["data"].encode). Voice b's random stream depends only on the seed and b. With a periodic `reference`,
+    the voices take the parameters alone and add the reference themselves, from `phase` (B,) on (default 0).
     """
+    voices = _backend_voices(backend, model, previous, hidden, encode, seed, threads)
+    if reference is None:
+        return voices
+    return ReferencedVoices(voices, reference, np.zeros(len(previous)) if phase is None else phase)
+
+
+def _backend_voices(backend: str, model: RNN, previous: torch.Tensor, hidden: torch.Tensor, encode: bool,
+                    seed: int | None, threads: int | None) -> Voices:
     if backend == "numba":
         from model.numba_sampler import NumbaVoices
 
@@ -83,11 +95,9 @@ def make_voices(backend: str, model: RNN, previous: torch.Tensor, hidden: torch.
     raise ValueError(f"backend must be one of {BACKENDS[1:]} here, got {backend!r}; choose_backend resolves 'auto'")
 
 
-def silent_voices(model: RNN, count: int, backend: str, encode: bool, seed: int | None,
-                  threads: int | None = None) -> Voices:
-    """Return `count` voices that start from silence with a zero hidden state, as every note does."""
-    from audioDataLoader.mulaw import mu_law_encode
-
+def silent_voices(model: RNN, count: int, backend: str, encode: bool, seed: int | None, threads: int | None = None,
+                  reference: PeriodicReference | None = None) -> Voices:
+    """Return `count` voices that start from silence with a zero hidden state (and φ = 0), as every note does."""
     device = next(model.parameters()).device
     previous = mu_law_encode(torch.zeros(count, device=device), model.config.numtokens)
-    return make_voices(backend, model, previous, model.init_hidden(count, device), encode, seed, threads)
+    return make_voices(backend, model, previous, model.init_hidden(count, device), encode, seed, threads, reference)

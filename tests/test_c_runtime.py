@@ -60,7 +60,7 @@ def test_c_draws_agree_with_numba_draws(top_n, temperature):
                           seed=12, backend="numba")
     from_numba = np.bincount(mu_law_encode(audio[:, 0], 256), minlength=256)
 
-    previous, hidden = prime(model, warmup, torch.as_tensor(cond)[None], input_value_table(256, True))
+    previous, hidden, _ = prime(model, warmup, torch.as_tensor(cond)[None], input_value_table(256, True))
     voice = CVoice(c_model(model, encode=True), 11)
     voice.set(top_n, temperature)
     codes = []

@@ -46,7 +46,7 @@ def test_drawn_samples_follow_the_top_n_softmax_on_both_backends(top_n, temperat
     draws, warmup = 20000, 0.3 * np.sin(np.linspace(0, 10, 30))
     cond = np.full((draws, 1, 3), 0.4, np.float32)
     values = input_value_table(256, True)
-    previous, hidden = prime(model, warmup, torch.as_tensor(cond[:1]), values)
+    previous, hidden, _ = prime(model, warmup, torch.as_tensor(cond[:1]), values)
     with torch.no_grad():
         logits, _ = model.step(torch.cat([values[previous], torch.as_tensor(cond[0, 0])])[None], hidden)
     logits = logits[0].double()

@@ -5,6 +5,12 @@ input_proj.weight (H, 1+P), input_proj.bias (H); for each GRU layer k, gru.k.wei
 (3H, H), gru.k.bias_ih (3H), gru.k.bias_hh (3H), gates r, z, n as in PyTorch, in_0 = H and in_k = H, or H + P
 ([h_{k-1}, parameters]) when cond_every_layer; output.weight (N, H), output.bias (N). Metadata: flat strings, so a
 reader needs no second JSON parser.
+
+P, the network's conditioning, is the named parameters followed by the periodic reference's 2K channels
+(model/reference.py): cond_size = parameters + 2K, with `reference.harmonics` K (version 2; 0 or absent: none),
+`reference.pitch` the index of the parameter whose frequency the reference follows and `reference.units` its units
+("midi" or "hz"). A player computes the reference itself: its phase starts at 0 with the voice and advances by
+2π f0 / sample_rate each sample; the channels are sin kφ, cos kφ for k = 1..K.
 """
 from __future__ import annotations
 
@@ -19,7 +25,7 @@ from audioDataLoader.audio_dataset import AudioDatasetConfig
 from model.gru_audio_model import RNN, GRUAudioConfig
 
 MODEL_FILE_FORMAT = "rnncontrol"
-MODEL_FILE_VERSION = 1  # runtime/rnncontrol.h's RC_FORMAT_VERSION
+MODEL_FILE_VERSION = 2  # runtime/rnncontrol.h's RC_FORMAT_VERSION; version 1 files (no reference) load too
 _SIZES = ("input_size", "cond_size", "hidden_size", "num_layers", "numtokens")
 _GRU_TENSORS = ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
 
@@ -44,7 +50,10 @@ def model_metadata(config: GRUAudioConfig, data: AudioDatasetConfig, source: str
                 **{name: str(getattr(config, name)) for name in _SIZES},
                 "cond_every_layer": str(int(config.cond_every_layer)), "dropout": repr(config.dropout),
                 "encode": str(int(data.encode)), "sample_rate": str(data.sample_rate), "data_dir": str(data.data_dir),
-                "source": source}
+                "source": source, "reference.harmonics": str(data.reference_harmonics)}
+    if data.reference_harmonics:
+        metadata.update({"reference.pitch": str(list(data.parameter_specs).index(data.pitch_parameter)),
+                         "reference.units": data.pitch_units})
     for i, (name, (low, high)) in enumerate(data.parameter_specs.items()):
         metadata.update({f"parameter.{i}.name": name, f"parameter.{i}.min": repr(low),
                          f"parameter.{i}.max": repr(high)})
@@ -53,9 +62,10 @@ def model_metadata(config: GRUAudioConfig, data: AudioDatasetConfig, source: str
 
 def model_file_bytes(model: RNN, data: AudioDatasetConfig, source: str) -> bytes:
     """Return the model file's bytes for `model` trained on `data`; `source` says which run it came from."""
-    if len(data.parameter_specs) != model.config.cond_size:
-        raise ValueError(f"the data names {len(data.parameter_specs)} parameters {list(data.parameter_specs)} but "
-                         f"the model takes {model.config.cond_size}")
+    if data.conditioning_size != model.config.cond_size:
+        raise ValueError(f"the data names {len(data.parameter_specs)} parameters {list(data.parameter_specs)} and "
+                         f"{data.reference_harmonics} reference harmonics, but the model takes {model.config.cond_size} "
+                         "conditioning values")
     return save_tensors(model_tensors(model), model_metadata(model.config, data, source))
 
 
@@ -64,13 +74,18 @@ def _configs(metadata: dict[str, str], path: Path) -> tuple[GRUAudioConfig, Audi
         sizes = {name: int(metadata[name]) for name in _SIZES}
         model_options = {"dropout": float(metadata["dropout"]),
                          "cond_every_layer": bool(int(metadata["cond_every_layer"]))}
+        harmonics = int(metadata.get("reference.harmonics", "0"))
         specs = {metadata[f"parameter.{i}.name"]: (float(metadata[f"parameter.{i}.min"]),
                                                    float(metadata[f"parameter.{i}.max"]))
-                 for i in range(sizes["cond_size"])}
+                 for i in range(sizes["cond_size"] - 2 * harmonics)}
+        reference = {}
+        if harmonics:
+            reference = {"reference_harmonics": harmonics, "pitch_units": metadata["reference.units"],
+                         "pitch_parameter": list(specs)[int(metadata["reference.pitch"])]}
         data = AudioDatasetConfig(data_dir=metadata["data_dir"], parameter_specs=specs,
                                   encode=bool(int(metadata["encode"])), numtokens=sizes["numtokens"],
-                                  sample_rate=int(metadata["sample_rate"]))
-    except (KeyError, ValueError) as error:
+                                  sample_rate=int(metadata["sample_rate"]), **reference)
+    except (KeyError, ValueError, IndexError) as error:
         raise ValueError(f"{path}: its metadata is incomplete or wrong ({type(error).__name__}: {error}); "
                          "export the run again with export.py") from error
     return GRUAudioConfig(**sizes, **model_options), data
@@ -91,9 +106,9 @@ def read_model_file(path: str | Path, device: torch.device | str = "cpu") -> tup
                          "export it again with export.py") from error
     if metadata.get("format") != MODEL_FILE_FORMAT:
         raise ValueError(f"{path} is a safetensors file but not an RNNControl model: export one with export.py")
-    if metadata.get("format_version") != str(MODEL_FILE_VERSION):
+    if metadata.get("format_version") not in [str(v) for v in range(1, MODEL_FILE_VERSION + 1)]:
         raise ValueError(f"{path} has model file format version {metadata.get('format_version')!r}; this RNNControl "
-                         f"reads version {MODEL_FILE_VERSION}")
+                         f"reads versions 1 to {MODEL_FILE_VERSION}")
     model_config, data = _configs(metadata, path)
     model = RNN(model_config)
     expected = model_tensors(model)

@@ -20,12 +20,13 @@ from model.gru_audio_model import RNN, GRUAudioConfig
 from utils.atomic_write import write_atomically
 from utils.model_file import read_model_file
 
-FORMAT_VERSION = 2
-# Settings that config.json and checkpoints gained in version 2, at the values every version 1 run was trained with.
-_ADDED_IN_VERSION_2 = {
-    "data": {"pitch_parameter": None, "pitch_shift": 0.0, "labels": None},
-    "model": {"cond_every_layer": False},
-    "train": {"lr_schedule": "constant", "warmup": 0.05, "lr_final": 0.05, "grad_clip": 0.0},
+FORMAT_VERSION = 3
+# Settings that config.json and checkpoints gained in each version, at the values every earlier run was trained with.
+_ADDED_IN_VERSION = {
+    2: {"data": {"pitch_parameter": None, "pitch_shift": 0.0, "labels": None},
+        "model": {"cond_every_layer": False},
+        "train": {"lr_schedule": "constant", "warmup": 0.05, "lr_final": 0.05, "grad_clip": 0.0}},
+    3: {"data": {"cold_start": 0.0, "reference_harmonics": 0, "pitch_units": "midi"}},
 }
 CONFIG_NAME = "config.json"
 LAST_CHECKPOINT = Path("checkpoints") / "last_checkpoint.pt"
@@ -161,28 +162,30 @@ def _check_model_fits_data(data: AudioDatasetConfig, model: GRUAudioConfig, path
             least = _LEAST.get(key, 1)
             if type(value) is int and value < least:
                 raise ValueError(f"{path}: {section}.{key} = {value} must be at least {least}")
-    if model.cond_size != len(data.parameter_specs) or model.numtokens != data.numtokens:
+    if model.cond_size != data.conditioning_size or model.numtokens != data.numtokens:
         raise ValueError(f"{path}: model.cond_size = {model.cond_size} and model.numtokens = {model.numtokens} "
-                         f"must equal the number of data.parameter_specs ({len(data.parameter_specs)}) and "
-                         f"data.numtokens ({data.numtokens}). {_BROKEN_CONFIG_ADVICE}")
+                         f"must equal the number of data.parameter_specs ({len(data.parameter_specs)}) plus twice "
+                         f"data.reference_harmonics ({data.reference_harmonics}), and data.numtokens "
+                         f"({data.numtokens}). {_BROKEN_CONFIG_ADVICE}")
     if not 0 <= model.dropout < 1:
         raise ValueError(f"{path}: model.dropout = {model.dropout} must be in [0, 1)")
 
 
 def _check_version(version: Any, path: Path) -> None:
-    if version not in (1, FORMAT_VERSION):
+    if version not in range(1, FORMAT_VERSION + 1):
         raise ValueError(f"{path} has format version {version!r}; this RNNControl reads versions 1 to "
                          f"{FORMAT_VERSION}")
 
 
 def _upgraded(config: dict) -> dict:
-    """Return the settings of a version 1 file with those added since set as its run had them (others as given)."""
-    if config.get("format_version") != 1:
-        return config
+    """Return the settings of an older file with those added since set as its run had them (others as given)."""
+    version = config.get("format_version")
     upgraded = dict(config)
-    for section, added in _ADDED_IN_VERSION_2.items():
-        if isinstance(config.get(section), dict):
-            upgraded[section] = {**added, **config[section]}
+    for added_in, sections in _ADDED_IN_VERSION.items():
+        if isinstance(version, int) and version < added_in:
+            for section, added in sections.items():
+                if isinstance(upgraded.get(section), dict):
+                    upgraded[section] = {**added, **upgraded[section]}
     return upgraded
 
 

@@ -37,7 +37,7 @@ def chi_square(counts: np.ndarray, probabilities: np.ndarray) -> tuple[float, in
 def greedy_margin(model: RNN, cond: np.ndarray, warmup: np.ndarray, audio: np.ndarray) -> float:
     """Return the least lead of the best class over the next along the path that greedy sampling took."""
     values = input_value_table(256, True)
-    previous, hidden = prime(model, warmup, torch.as_tensor(cond)[None], values)
+    previous, hidden, _ = prime(model, warmup, torch.as_tensor(cond)[None], values)
     fed_back = torch.cat([previous, mu_law_encode(torch.as_tensor(audio), 256)[:-1]])
     with torch.no_grad():
         logits, _ = model(torch.cat([values[fed_back][None, :, None], torch.as_tensor(cond)[None]], dim=-1), hidden)
