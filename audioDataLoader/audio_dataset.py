@@ -20,6 +20,10 @@ from model.reference import PeriodicReference, frequency_hz
 
 # How fast a cold-start window's note fades in from silence: a few milliseconds, a note's attack with no click.
 COLD_START_FADE_MS = 5.0
+# Below this share of a file's peak, a sample is silence: a file starting so has an attack, and its end so is a
+# release's tail (-40 dB).
+SILENCE_SHARE = 0.01
+ONSET_MS = 2.0  # how much of a file's start must be silence for the file to start with an attack
 
 
 @dataclass
@@ -47,9 +51,11 @@ class AudioDatasetConfig:
     # A table of each file's parameter values (CSV `file,NAME1,...`, or JSON like NSynth's examples.json);
     # None: the values are read from the file names.
     labels: str | None = None
-    # The share of windows that start cold, as generation does: silence as the first input (and the network's state
-    # is zero at every window's start), the note fading in over COLD_START_FADE_MS. 0: every window starts inside
-    # the note, so the network never trains on starting one.
+    # The share of windows that start cold, as generation does: silence as the first input (the network's state is
+    # zero at every window's start) and the note's own attack as the target where its file starts from silence, or
+    # the note fading in over COLD_START_FADE_MS where it has no attack. With cold_start, windows in a file's
+    # trailing silence (a release into silence) are left out, so holding a note never trains to fall silent.
+    # 0: every window starts inside the note, and the network never trains on starting one (the original recipe).
     cold_start: float = 0.0
     # The periodic reference (model/reference.py): sin kφ, cos kφ for k = 1..reference_harmonics of an oscillator at
     # pitch_parameter's frequency, appended to the parameters. 0: none (the original network).
@@ -265,11 +271,34 @@ class MuLawAudioDataset(Dataset):
                                  "Remove it, or lower sequence_length or pitch_shift.")
         lengths = torch.from_numpy(encoded.lengths)
         self.file_starts = torch.cumsum(lengths, 0) - lengths
-        windows = lengths - seq
+        self.codes = torch.from_numpy(encoded.codes)
+        # Where each file's windows may lie: the whole file, or with cold_start only where it sounds.
+        self.sound_starts, sound_lengths = self.file_starts, lengths
+        if config.cold_start:
+            self.starts_silent, leads, sound_lengths = self._sounding_spans(lengths, needed)
+            self.sound_starts = self.file_starts + leads
+        windows = sound_lengths - seq
         self.window_ends = torch.cumsum(windows, 0)  # window i belongs to the first file whose end exceeds i
         self.window_starts = self.window_ends - windows
-        self.codes = torch.from_numpy(encoded.codes)
         self.audio = None if encoded.audio is None else torch.from_numpy(encoded.audio)
+
+    def _sounding_spans(self, lengths: torch.Tensor, least: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Return (whether each file starts from silence, where its sound starts, how long it sounds).
+
+        The sound starts ONSET_MS before the first sample above silence, so a window there starts with silence as
+        its input and the attack as its targets; it ends with the last sample above silence. Each span keeps at
+        least `least` samples, so every file still has a window.
+        """
+        numtokens, onset = self.config.numtokens, max(1, int(ONSET_MS * self.config.sample_rate / 1000))
+        silent, leads, spans = [], [], []
+        for first, length in zip(self.file_starts.tolist(), lengths.tolist()):
+            level = mu_law_decode(self.codes[first:first + length].long(), numtokens).abs()
+            loud = torch.nonzero(level >= SILENCE_SHARE * level.max()).flatten()
+            lead = min(max(int(loud[0]) - onset, 0), length - least)
+            silent.append(int(loud[0]) >= onset)
+            leads.append(lead)
+            spans.append(max(int(loud[-1]) + 1 - lead, least))
+        return torch.tensor(silent), torch.tensor(leads), torch.tensor(spans)
 
     def __len__(self) -> int:
         return int(self.window_ends[-1])
@@ -287,8 +316,13 @@ class MuLawAudioDataset(Dataset):
     def _windows(self, index: torch.Tensor, generator: torch.Generator | None) -> tuple[torch.Tensor, torch.Tensor]:
         seq = self.config.sequence_length
         file = torch.searchsorted(self.window_ends, index, right=True)
-        start = self.file_starts[file] + index - self.window_starts[file]
+        start = self.sound_starts[file] + index - self.window_starts[file]
         params = self.parameters[file]
+        cold = fade = None
+        if self.config.cold_start:  # cold windows start at their file's attack, or fade in where it has none
+            cold = torch.rand(len(index), generator=generator) < self.config.cold_start
+            start = torch.where(cold & self.starts_silent[file], self.sound_starts[file], start)
+            fade = cold & ~self.starts_silent[file]
         if self.config.pitch_shift:
             codes, audio_in, params = self._shifted_windows(file, start, params, generator)
         else:
@@ -298,8 +332,8 @@ class MuLawAudioDataset(Dataset):
                 audio_in = self.input_values[codes[:, :-1]]
             else:
                 audio_in = (self.audio[positions[:, :-1]] + 1) / 2
-        if self.config.cold_start:
-            codes, audio_in = self._start_cold(codes, audio_in, generator)
+        if fade is not None and fade.any():
+            codes, audio_in = self._fade_in(codes, audio_in, fade)
         if self.config.add_noise:
             noise = torch.rand(audio_in.shape, generator=generator) - 0.5
             audio_in = audio_in + self.config.noise_weight * noise
@@ -316,19 +350,17 @@ class MuLawAudioDataset(Dataset):
         target = mu_law_decode(codes[:, 1:], self.config.numtokens)
         return reference.aligned(target, frequency_hz(pitch, reference.units))
 
-    def _start_cold(self, codes: torch.Tensor, audio_in: torch.Tensor, generator: torch.Generator | None
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Return the windows with a cold_start share of them faded in from silence (codes (B, T+1), input (B, T))."""
-        cold = torch.rand(len(codes), generator=generator) < self.config.cold_start
-        if not cold.any():
-            return codes, audio_in
+    def _fade_in(self, codes: torch.Tensor, audio_in: torch.Tensor, rows: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Return the windows with `rows` faded in from silence: codes (B, T+1) and audio input (B, T)."""
         numtokens, fade = self.config.numtokens, COLD_START_FADE_MS * self.config.sample_rate / 1000
-        # A linear fade from exactly 0, so the first input is silence and the targets are the note's fade-in.
+        # A linear fade from exactly 0, so the first input is silence and the targets are the note's fade-in. The
+        # fade is applied to the decoded codes: with encode=False a faded window's input is the quantised sample.
         gain = (torch.arange(codes.shape[1]) / fade).clamp(max=1.0)
-        faded = mu_law_decode(codes[cold], numtokens) * gain
+        faded = mu_law_decode(codes[rows], numtokens) * gain
         codes, audio_in = codes.clone(), audio_in.clone()
-        codes[cold] = mu_law_encode(faded, numtokens)
-        audio_in[cold] = (self.input_values[codes[cold][:, :-1]] if self.audio is None
+        codes[rows] = mu_law_encode(faded, numtokens)
+        audio_in[rows] = (self.input_values[codes[rows][:, :-1]] if self.audio is None
                           else (faded[:, :-1].clamp(-1, 1) + 1) / 2)
         return codes, audio_in
 
@@ -338,8 +370,8 @@ class MuLawAudioDataset(Dataset):
         config, length = self.config, self.config.sequence_length + 1
         semitones = pitch_shift.draw_shifts(len(file), config.pitch_shift, generator)
         ratio = pitch_shift.read_ratio(semitones)
-        file_end = self.file_starts[file] + self.window_ends[file] - self.window_starts[file] + length - 1
-        start = pitch_shift.fit_starts(start, ratio, length, self.file_starts[file], file_end)
+        file_end = self.sound_starts[file] + self.window_ends[file] - self.window_starts[file] + length - 1
+        start = pitch_shift.fit_starts(start, ratio, length, self.sound_starts[file], file_end)
         if self.audio is None:
             def samples_at(positions: torch.Tensor) -> torch.Tensor:
                 return mu_law_decode(self.codes[positions].long(), config.numtokens)

@@ -46,6 +46,10 @@ FALLBACK_TIMBRES = {72: "clarinet", 57: "trumpet"}
 VIBRATO_CENTS = 8.0
 # Rendered before and after the kept middle, so neither attack nor release is in the file.
 MARGIN_SECONDS = 0.5
+# A whole note's release, from its note-off into silence (NSynth's notes: 3 s held, then 1 s of release).
+RELEASE_SECONDS = 1.0
+# The additive fallback's whole notes: an attack and an exponential release of these lengths.
+ADDITIVE_ATTACK_SECONDS = 0.03
 # Written into every folder this module builds: how its wavs were made, so a reused folder can say so.
 RECORD_NAME = "rendered_with.json"
 
@@ -65,6 +69,9 @@ class RenderConfig:
     soundfont: str | None = None  # None: the first of SOUNDFONT_PATHS that exists
     fallback: bool = False  # True: additive synthesis even where a SoundFont is installed
     velocity: int = 100  # one velocity for all notes, so the timbre does not change with `a`
+    # False: each file is the middle note_seconds of a held note (the original data set). True: the whole note as
+    # NSynth ships it: the attack from the note-on, note_seconds held, then the release into silence.
+    whole_notes: bool = False
 
     def __post_init__(self) -> None:
         for name in ("programs", "pitches", "amplitudes"):
@@ -172,8 +179,9 @@ def _load_fluidsynth() -> ModuleType | None:
 
 
 def soundfont_notes(fluidsynth: ModuleType, soundfont: Path, notes: Iterable[Note], seconds: float, sample_rate: int,
-                    velocity: int) -> Iterator[tuple[Note, np.ndarray]]:
-    """Yield (note, mono middle `seconds` of the held note) for each note, rendered by FluidSynth."""
+                    velocity: int, whole: bool = False) -> Iterator[tuple[Note, np.ndarray]]:
+    """Yield (note, mono middle `seconds` of the held note) for each note, rendered by FluidSynth; with `whole`, the
+    note from its note-on, held `seconds`, and its RELEASE_SECONDS of release after the note-off."""
     # Reverb and chorus off: a dry note whose level and pitch are the instrument's alone, rendered the same each time.
     synth = fluidsynth.Synth(gain=1.0, samplerate=float(sample_rate),
                              **{"synth.reverb.active": 0, "synth.chorus.active": 0})
@@ -188,18 +196,37 @@ def soundfont_notes(fluidsynth: ModuleType, soundfont: Path, notes: Iterable[Not
             if synth.program_select(0, font, 0, int(program) - 1) != 0:
                 raise ValueError(f"SoundFont {soundfont} has no bank-0 preset for GM program {program}")
             synth.noteon(0, int(pitch), velocity)
-            stereo = synth.get_samples(length + 2 * margin).reshape(-1, 2)
+            if whole:
+                held = synth.get_samples(length)
+                synth.noteoff(0, int(pitch))
+                stereo = np.concatenate([held, synth.get_samples(int(round(RELEASE_SECONDS * sample_rate)))])
+                stereo = stereo.reshape(-1, 2)
+            else:
+                stereo = synth.get_samples(length + 2 * margin).reshape(-1, 2)[margin:margin + length]
             synth.all_sounds_off(0)
             if np.abs(stereo.astype(np.int32)).max() >= 32767:
                 raise ValueError(f"GM program {program}, pitch {pitch} clipped in FluidSynth; lower --velocity")
-            yield note, stereo[margin:margin + length].mean(axis=1) / 32768.0
+            yield note, stereo.mean(axis=1) / 32768.0
     finally:
         synth.delete()
 
 
-def _additive_notes(notes: Iterable[Note], seconds: float, sample_rate: int) -> Iterator[tuple[Note, np.ndarray]]:
+def _additive_notes(notes: Iterable[Note], seconds: float, sample_rate: int,
+                    whole: bool = False) -> Iterator[tuple[Note, np.ndarray]]:
     for note in notes:
-        yield note, additive_note(note[1], note[2], seconds, sample_rate)
+        if not whole:
+            yield note, additive_note(note[1], note[2], seconds, sample_rate)
+            continue
+        audio = additive_note(note[1], note[2], seconds + RELEASE_SECONDS, sample_rate)
+        yield note, audio * whole_note_envelope(len(audio), seconds, sample_rate)
+
+
+def whole_note_envelope(length: int, held_seconds: float, sample_rate: int) -> np.ndarray:
+    """Return the additive fallback's whole-note gain: a linear attack, held, then a release falling 60 dB."""
+    t = np.arange(length) / sample_rate
+    attack = np.clip(t / ADDITIVE_ATTACK_SECONDS, 0.0, 1.0)
+    release = np.where(t < held_seconds, 1.0, 10.0 ** (-3.0 * (t - held_seconds) / RELEASE_SECONDS))
+    return attack * release
 
 
 def _existing_wavs(folder: Path) -> list[Path]:
@@ -267,7 +294,7 @@ def build_dataset(config: RenderConfig | None = None,
     fluidsynth, soundfont = _fluidsynth_and_soundfont(config)
     if fluidsynth is not None and soundfont is not None:
         rendered = soundfont_notes(fluidsynth, soundfont, progress(notes), config.note_seconds, config.sample_rate,
-                                   config.velocity)
+                                   config.velocity, config.whole_notes)
         source = "soundfont"
     else:
         if config.soundfont is not None and not config.fallback:
@@ -278,7 +305,7 @@ def build_dataset(config: RenderConfig | None = None,
             missing = "the FluidSynth library" if fluidsynth is None else "a General MIDI SoundFont"
             warnings.warn(f"{missing} was not found, so the notes are made by additive synthesis (a stand-in for "
                           f"the clarinet and trumpet); for the real instruments {INSTALL_HINT}", stacklevel=2)
-        rendered = _additive_notes(progress(notes), config.note_seconds, config.sample_rate)
+        rendered = _additive_notes(progress(notes), config.note_seconds, config.sample_rate, config.whole_notes)
         source, soundfont = "additive", None
 
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -323,6 +350,8 @@ def _parse_args(argv: list[str] | None) -> RenderConfig:
     parser.add_argument("--velocity", type=int, default=defaults.velocity, help="MIDI velocity (default: %(default)s)")
     parser.add_argument("--fallback", action="store_true",
                         help="make the notes by additive synthesis even where a SoundFont is installed")
+    parser.add_argument("--whole_notes", action="store_true",
+                        help="keep whole notes as NSynth ships them: attack, --note_seconds held, release to silence")
     args = parser.parse_args(argv)
     low, high = args.pitch_range
     if low > high:
@@ -330,7 +359,7 @@ def _parse_args(argv: list[str] | None) -> RenderConfig:
     return RenderConfig(output_dir=args.output_dir, programs=tuple(args.programs), pitches=tuple(range(low, high + 1)),
                         amplitudes=tuple(args.amplitudes), note_seconds=args.note_seconds,
                         sample_rate=args.sample_rate, soundfont=args.soundfont, fallback=args.fallback,
-                        velocity=args.velocity)
+                        velocity=args.velocity, whole_notes=args.whole_notes)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -46,10 +46,12 @@ class DataSet:
         """Return the parameters its file names carry, and their ranges."""
         return {"instID": (1, 2), "a": (0, 1), "p": self.pitches}
 
-    def render_config(self, folder: Path, amplitudes: tuple[float, ...]) -> RenderConfig:
-        """Return what render_dataset builds for this pair in `folder`."""
+    def render_config(self, folder: Path, amplitudes: tuple[float, ...], shape: str) -> RenderConfig:
+        """Return what render_dataset builds for this pair in `folder`, as middle cuts or whole notes."""
+        held = {"middle": 2.5, "whole": 3.0}[shape]  # NSynth's whole notes: 3 s held, then the release
         return RenderConfig(output_dir=str(folder), programs=self.programs, amplitudes=amplitudes,
-                            pitches=tuple(range(self.pitches[0], self.pitches[1] + 1)))
+                            pitches=tuple(range(self.pitches[0], self.pitches[1] + 1)), note_seconds=held,
+                            whole_notes=shape == "whole")
 
 
 DATASETS = {
@@ -74,7 +76,16 @@ VARIANTS = {
     "seq512 batch32": {**_ORIGINAL, "seqLen": 512, "batch_size": 32},  # the same samples a batch as 256 x 64
     "shift+seq512": {**_ORIGINAL, **_SHIFT, "seqLen": 512, "batch_size": 32},
     "schedule+shift+every-layer": {**_ORIGINAL, **_SCHEDULE, **_SHIFT, "cond_every_layer": True},
+    # Train what you play: a tenth of the windows start cold, as generation does; release tails left out.
+    "cold start": {**_ORIGINAL, "cold_start": 0.1},
+    # The periodic reference (model/reference.py): the oscillator's phase, and its harmonics.
+    "reference": {**_ORIGINAL, "pitch_parameter": "p", "reference_harmonics": 1},
+    "reference x3": {**_ORIGINAL, "pitch_parameter": "p", "reference_harmonics": 3},
+    "reference x3+cold": {**_ORIGINAL, "pitch_parameter": "p", "reference_harmonics": 3, "cold_start": 0.1},
+    "reference x3+cold+shift": {**_ORIGINAL, **_SHIFT, "reference_harmonics": 3, "cold_start": 0.1},
 }
+# How each pair is rendered: the middle of held notes (the original data set), or whole notes as NSynth ships them.
+SHAPES = ("middle", "whole")
 
 _QUICK = {k: PRESETS["quick"][k] for k in _BUDGET_KEYS}
 BUDGETS = {
@@ -119,51 +130,60 @@ def _keep(path: Path, rows: list[dict]) -> None:
     write_atomically(path, lambda f: f.write(text.encode()))
 
 
-def rendered(name: str, output: Path, amplitudes: tuple[float, ...]) -> Path:
+def rendered(name: str, shape: str, output: Path, amplitudes: tuple[float, ...]) -> Path:
     """Return the data set's folder, rendering what it lacks (render_dataset keeps the files already there)."""
-    folder = output / "data" / name.replace(" ", "_")
-    build_dataset(DATASETS[name].render_config(folder, amplitudes))
+    folder = output / "data" / (name.replace(" ", "_") + ("" if shape == "middle" else f"__{shape}"))
+    build_dataset(DATASETS[name].render_config(folder, amplitudes, shape))
     return folder
 
 
-def run_cell(name: str, variant: str, budget: str, seed: int, sampling: list[tuple[int, float]], output: Path,
-             evaluation: EvaluationConfig) -> list[dict]:
-    """Return the result rows of one data set x variant x budget x seed, training and evaluating what is missing."""
-    path = output / "results" / f"{name}__{variant}__{budget}__{seed}.json".replace(" ", "_")
+def _label(name: str, shape: str) -> str:
+    """Return the table's data set column: the pair, and its shape when not the middle cuts."""
+    return name if shape == "middle" else f"{name} ({shape} notes)"
+
+
+def run_cell(name: str, shape: str, variant: str, budget: str, seed: int, sampling: list[tuple[int, float]],
+             output: Path, evaluation: EvaluationConfig) -> list[dict]:
+    """Return the result rows of one data set x shape x variant x budget x seed, training and evaluating what is
+    missing."""
+    label = _label(name, shape)
+    path = output / "results" / f"{label}__{variant}__{budget}__{seed}.json".replace(" ", "_")
     kept = json.loads(path.read_text()) if path.exists() else []
     wanted = [f"{top_n}:{temperature:g}" for top_n, temperature in sampling]
     missing = [setting for setting, label in zip(sampling, wanted) if label not in {r["sampling"] for r in kept}]
     if missing and kept and Path(kept[0]["run"]).is_dir():  # a new sampling setting: evaluate the kept run
         run_dir, seconds = Path(kept[0]["run"]), kept[0]["training (min)"] * 60
     elif missing:
-        folder = rendered(name, output, evaluation.amplitudes if budget == "tiny" else AMPLITUDES)
+        folder = rendered(name, shape, output, evaluation.amplitudes if budget == "tiny" else AMPLITUDES)
         started = time.perf_counter()
         run_dir = train(training_params(DATASETS[name], folder, variant, budget, seed, output / "runs"))
         seconds = time.perf_counter() - started
         kept, missing = [], sampling
     for top_n, temperature in missing:
         found = evaluate_run(run_dir, replace(evaluation, top_n=top_n, temperature=temperature), "cpu")
-        kept.append({"data set": name, "variant": variant, "budget": budget, "seed": seed, "run": str(run_dir),
+        kept.append({"data set": label, "variant": variant, "budget": budget, "seed": seed, "run": str(run_dir),
                      "training (min)": seconds / 60, **result_row(found.summary, f"{top_n}:{temperature:g}")})
     if missing:
         _keep(path, kept)
     return [row for row in kept if row["sampling"] in wanted]
 
 
-def data_rows(name: str, output: Path, evaluation: EvaluationConfig, amplitudes: tuple[float, ...]) -> list[dict]:
+def data_rows(name: str, shape: str, output: Path, evaluation: EvaluationConfig,
+              amplitudes: tuple[float, ...]) -> list[dict]:
     """Return the data files' own figures, the floor of every cell of this data set: what YIN and the instrument
     classifier measure on the very notes the runs learn from."""
-    path = output / "results" / f"{name}__data files.json".replace(" ", "_")
+    label = _label(name, shape)
+    path = output / "results" / f"{label}__data files.json".replace(" ", "_")
     if path.exists():
         return json.loads(path.read_text())
     dataset = DATASETS[name]
-    folder = rendered(name, output, amplitudes)
+    folder = rendered(name, shape, output, amplitudes)
     data = AudioDatasetConfig(data_dir=str(folder), parameter_specs=dataset.parameter_specs(),
                               exclude={"p": list(dataset.held_out)})
     _, notes = measure_data(data, evaluation)
     instruments = np.unique([note[evaluation.instrument] for note in notes])
     summary = summary_rows(notes, evaluation, instruments)
-    kept = [{"data set": name, "variant": DATA_FILES, "budget": "-", "seed": 0, "run": str(folder),
+    kept = [{"data set": label, "variant": DATA_FILES, "budget": "-", "seed": 0, "run": str(folder),
              "training (min)": 0.0, **result_row(summary, "-", source="data")}]
     _keep(path, kept)
     return kept
@@ -182,10 +202,15 @@ COLUMNS = [("trained median", 0), ("trained p90", 0), ("between median", 0), ("b
            ("training (min)", 1)]
 
 
+def _data_set_order(label: str) -> tuple[int, int]:
+    name, _, shape = label.partition(" (")
+    return list(DATASETS).index(name), int(bool(shape))
+
+
 def table(rows: list[dict]) -> str:
     """Return a markdown table: one line per data set, variant, budget and sampling; seeds as median (min..max)."""
     keys = sorted({(r["data set"], r["variant"], r["budget"], r["sampling"]) for r in rows},
-                  key=lambda k: (list(DATASETS).index(k[0]), k[2], [DATA_FILES, *VARIANTS].index(k[1]), k[3]))
+                  key=lambda k: (_data_set_order(k[0]), k[2], [DATA_FILES, *VARIANTS].index(k[1]), k[3]))
     head = ["data set", "variant", "budget", "top_n:temp", "seeds"] + [name for name, _ in COLUMNS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for key in keys:
@@ -210,6 +235,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
     parser.add_argument("--budgets", nargs="+", choices=BUDGETS, default=["quick", "long"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1])
+    parser.add_argument("--shapes", nargs="+", choices=SHAPES, default=["middle"],
+                        help="middle cuts of held notes (the original data), or whole notes with attack and release")
     parser.add_argument("--sampling", nargs="+", type=_sampling, default=[(3, 1.0)], metavar="TOP_N:TEMP",
                         help="sampling settings to evaluate each run with (default 3:1.0)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
@@ -229,14 +256,18 @@ def main(argv: list[str] | None = None) -> None:
                                   amplitudes=(0.5,)) if tiny else EvaluationConfig()
     rows = []
     for name in args.datasets:
-        rows += data_rows(name, Path(args.output), evaluation, evaluation.amplitudes if tiny else AMPLITUDES)
-        for budget in args.budgets:
-            for variant in args.variants:
-                for seed in args.seeds:
-                    cell = run_cell(name, variant, budget, seed, args.sampling, Path(args.output), evaluation)
-                    print(f"{name}, {variant}, {budget}, seed {seed}: trained {cell[0]['trained median']:.1f} "
-                          f"cents median, held-out {cell[0]['held-out median']:.1f}", flush=True)
-                    rows += cell
+        for shape in args.shapes:
+            rows += data_rows(name, shape, Path(args.output), evaluation, evaluation.amplitudes if tiny else AMPLITUDES)
+            for budget in args.budgets:
+                for variant in args.variants:
+                    for seed in args.seeds:
+                        cell = run_cell(name, shape, variant, budget, seed, args.sampling, Path(args.output),
+                                        evaluation)
+                        print(f"{_label(name, shape)}, {variant}, {budget}, seed {seed}: trained "
+                              f"{cell[0]['trained median']:.1f} cents median, held-out "
+                              f"{cell[0]['held-out median']:.1f}, {cell[0]['silent notes']:.0f} silent notes",
+                              flush=True)
+                        rows += cell
     text = table(rows) + "\n"
     write_atomically(Path(args.output) / "table.md", lambda f: f.write(text.encode()))
     print(text + f"wrote {Path(args.output) / 'table.md'}")

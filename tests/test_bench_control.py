@@ -30,3 +30,13 @@ def test_every_variant_holds_out_two_pitches_and_keeps_the_budgets_samples_per_b
             assert len(data.exclude["p"]) == 2 and data.parameter_specs["p"] == dataset.pitches
             assert data.sequence_length * train.batch_size == 256 * 64
             RNN(model)
+
+
+def test_whole_notes_and_the_reference_recipe_run_end_to_end(tmp_path, capsys):
+    main(["--datasets", "default", "--shapes", "whole", "--variants", "reference x3+cold+shift", "--budgets", "tiny",
+          "--seeds", "0", "--output", str(tmp_path)])
+    table = (tmp_path / "table.md").read_text()
+    assert "| default (whole notes) | reference x3+cold+shift | tiny | 3:1 | 1 |" in table
+    assert "silent notes" in table
+    record = (tmp_path / "data" / "default__whole" / "rendered_with.json").read_text()
+    assert '"whole_notes": true' in record

@@ -150,9 +150,9 @@ def _type_name(hint: Any) -> str:
         hint, str(hint).replace("NoneType", "null"))
 
 
-# The smallest value of each whole-number setting that is not 1: a model may have no parameters, and a class
-# index maps to index / (numtokens - 1).
-_LEAST = {"cond_size": 0, "numtokens": 2}
+# The smallest value of each whole-number setting that is not 1: a model may have no parameters (nor reference),
+# and a class index maps to index / (numtokens - 1).
+_LEAST = {"cond_size": 0, "numtokens": 2, "reference_harmonics": 0}
 
 
 def _check_model_fits_data(data: AudioDatasetConfig, model: GRUAudioConfig, path: Path) -> None:
