@@ -11,6 +11,7 @@ from export import export
 from export import main as export_command_line
 from model.c_sampler import CModel
 from model.gru_audio_model import RNN, GRUAudioConfig
+from model.reference import PeriodicReference
 from tests.harness.run_folders import TINY_SPECS, write_run_folder
 from utils.run_folder import LAST_CHECKPOINT, load_model, save_checkpoint
 
@@ -57,10 +58,25 @@ def test_exported_file_gives_the_run_folders_logits_and_settings(both_kinds_of_r
     assert file_config["source"] == str((run_folder / LAST_CHECKPOINT).resolve())
 
 
+def test_a_model_with_a_periodic_reference_keeps_it_in_its_file(tmp_path, tiny_data_dir):
+    torch.manual_seed(0)
+    data = AudioDatasetConfig(data_dir=str(tiny_data_dir), parameter_specs=TINY_SPECS, pitch_parameter="p",
+                              reference_harmonics=3, pitch_units="midi")
+    run = write_run_folder(tmp_path / "run", RNN(GRUAudioConfig(cond_size=data.conditioning_size)).eval(), data)
+    path = export(run)
+    from_file, config = load_model(path, "cpu")
+    assert from_file.config.cond_size == 3 + 6
+    assert PeriodicReference.of(config["data"]) == PeriodicReference.of(data)
+    metadata = header_and_data(path)[0]["__metadata__"]
+    assert (metadata["format_version"], metadata["reference.harmonics"], metadata["reference.pitch"],
+            metadata["reference.units"]) == ("2", "3", "2", "midi")
+    assert "parameter.3.name" not in metadata  # the reference's channels are no named parameters
+
+
 def test_the_file_is_documented_safetensors_with_float32_weights_and_flat_metadata(both_kinds_of_run):
     header, data = header_and_data(export(both_kinds_of_run))
     metadata = header.pop("__metadata__")
-    assert metadata["format"] == "rnncontrol" and metadata["format_version"] == "1"
+    assert metadata["format"] == "rnncontrol" and metadata["format_version"] == "2"
     assert [metadata[f"parameter.{i}.name"] for i in range(3)] == list(TINY_SPECS)
     assert (metadata["parameter.2.min"], metadata["parameter.2.max"]) == ("64.0", "76.0")
     assert (metadata["hidden_size"], metadata["num_layers"], metadata["numtokens"]) == ("16", "2", "256")
@@ -104,7 +120,7 @@ def spoiled_files(path, tmp_path):
     garbage.write_bytes(raw[:8] + b"{" * (len(raw) - 8))
     yield "corrupt header", garbage, "header|JSON|malformed|expected"
     newer = tmp_path / "newer.safetensors"
-    write_with_header(newer, {**header, "__metadata__": {**header["__metadata__"], "format_version": "2"}}, data)
+    write_with_header(newer, {**header, "__metadata__": {**header["__metadata__"], "format_version": "3"}}, data)
     yield "wrong version", newer, "format version"
     resized = tmp_path / "resized.safetensors"
     write_with_header(resized, {**header, "__metadata__": {**header["__metadata__"], "hidden_size": "17"}}, data)

@@ -308,3 +308,20 @@ def test_the_built_folder_gets_the_mode_an_ordinary_folder_gets(tmp_path):
     finally:
         os.umask(previous)
     assert stat.S_IMODE(result.folder.stat().st_mode) == stat.S_IMODE((tmp_path / "plain").stat().st_mode) == 0o755
+
+
+@pytest.mark.parametrize("fallback", [pytest.param(False, marks=pytest.mark.skipif(
+    not HAS_SOUNDFONT, reason="no FluidSynth library or GM SoundFont")), True])
+def test_whole_notes_start_with_their_attack_and_end_in_silence(tmp_path, fallback):
+    config = RenderConfig(output_dir=str(tmp_path / "whole"), fallback=fallback, whole_notes=True,
+                          pitches=(64,), amplitudes=(1.0,), note_seconds=1.0)
+    audio = read(build_dataset(config).folder, 1, 64, 1.0)
+    sample_rate = config.sample_rate
+    assert len(audio) == int((1.0 + render_dataset.RELEASE_SECONDS) * sample_rate)  # held, then the release
+    envelope = [np.sqrt(np.mean(audio[i:i + 160] ** 2)) for i in range(0, len(audio) - 160, 160)]  # 10 ms frames
+    held = np.median(envelope[20:90])
+    assert envelope[0] < 0.5 * held  # the attack rises from the note-on
+    assert envelope[-1] < 0.01 * held  # the release ends in silence (-40 dB)
+    middle = read(build_dataset(RenderConfig(**{**config.__dict__, "output_dir": str(tmp_path / "middle"),
+                                                "whole_notes": False})).folder, 1, 64, 1.0)
+    assert len(middle) == sample_rate and np.sqrt(np.mean(middle[:160] ** 2)) > 0.5 * held  # no attack

@@ -189,3 +189,14 @@ def test_a_version_1_run_loads_with_the_recipe_it_was_trained_with(tmp_path):
     (run / CONFIG_NAME).write_text(json.dumps({**config, "format_version": 1}))
     with pytest.raises(ValueError, match="sample_rate"):
         read_config(run)
+
+
+def test_a_version_2_run_loads_without_a_reference_or_cold_windows(tmp_path):
+    run = make_run(tmp_path)
+    config = json.loads((run / CONFIG_NAME).read_text())
+    for key in ("cold_start", "reference_harmonics", "pitch_units"):
+        del config["data"][key]
+    (run / CONFIG_NAME).write_text(json.dumps({**config, "format_version": 2}))
+    _, loaded = load_model(run, "cpu")
+    data = loaded["data"]
+    assert (data.cold_start, data.reference_harmonics, data.pitch_units) == (0.0, 0, "midi")

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from model.gru_audio_model import RNN
+from model.reference import PeriodicReference
 from tests.harness.run_folders import TINY_SPECS
 from train import PRESETS, TrainingOutcome, configs_from_params, main, train, train_run, train_step
 from utils.run_folder import LAST_CHECKPOINT, load_checkpoint, load_model, new_run_dir, read_config
@@ -81,7 +82,7 @@ def test_ctrl_c_saves_before_stopping(params, capsys):
 
 
 RECIPE = {"cond_every_layer": True, "lr_schedule": "cosine", "warmup": 0.2, "lr_final": 0.1, "grad_clip": 0.5,
-          "pitch_parameter": "p", "pitch_shift": 0.5}
+          "pitch_parameter": "p", "pitch_shift": 0.5, "reference_harmonics": 2, "cold_start": 0.2}
 
 
 @pytest.mark.parametrize("recipe", [{}, RECIPE], ids=["original recipe", "every option"])
@@ -111,19 +112,23 @@ def test_ctrl_c_within_an_epoch_resumes_to_the_uninterrupted_run(params, monkeyp
 def test_every_recipe_option_is_recorded_in_config_json_and_kept_on_resume(params):
     run_dir = train({**params, **RECIPE, "num_epochs": 1})
     saved = json.loads((run_dir / "config.json").read_text())
-    sections = {"cond_every_layer": "model", "pitch_parameter": "data", "pitch_shift": "data"}
+    sections = {"cond_every_layer": "model", "pitch_parameter": "data", "pitch_shift": "data",
+                "reference_harmonics": "data", "cold_start": "data"}
     assert all(saved[sections.get(key, "train")][key] == value for key, value in RECIPE.items())
     train({"resume": str(run_dir), "num_epochs": 2})
     config = read_config(run_dir)
     assert config["model"].cond_every_layer and config["data"].pitch_shift == 0.5
+    assert config["data"].reference_harmonics == 2 and config["data"].cold_start == 0.2
     assert config["train"]["lr_schedule"] == "cosine" and config["train"]["grad_clip"] == 0.5
-    model, _ = load_model(run_dir, "cpu")
-    assert model.config.cond_every_layer
+    model, loaded = load_model(run_dir, "cpu")
+    assert model.config.cond_every_layer and model.config.cond_size == 3 + 2 * 2  # the parameters and the reference
+    assert PeriodicReference.of(loaded["data"]) == PeriodicReference(2, 2, 64.0, 76.0, "midi", 16000)
 
 
 def test_original_preset_is_the_original_network_and_trains_as_before(params):
     data, model, config = configs_from_params(PRESETS["original"])
     assert RNN(model).num_parameters() == 69_232 and data.pitch_shift == 0
+    assert data.reference_harmonics == 0 and data.cold_start == 0
     assert (config.lr_schedule, config.grad_clip, config.num_epochs, config.batch_size) == ("constant", 0, 40, 256)
     recipe = {k: v for k, v in PRESETS["original"].items() if k not in TRAIN_BUDGET}
     run_dir = train({**params, **recipe})
