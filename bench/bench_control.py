@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import platform
 import statistics
 import time
 from dataclasses import dataclass, replace
@@ -125,6 +126,17 @@ def result_row(summary: list[dict], sampling: str, source: str = "generated") ->
     return row
 
 
+def environment() -> str:
+    """Return what a run's figures depend on besides its seed: the processor and the numerical libraries.
+
+    A seed trains the same weights to the bit with any thread count (tests/test_train.py); another processor or
+    library version takes other rounding paths, and the runs part ways within a few hundred batches.
+    """
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.machine()) if Path("/proc/cpuinfo").exists() else ""
+    return f"{cpu}; torch {torch.__version__}, numpy {np.__version__}"
+
+
 def _keep(path: Path, rows: list[dict]) -> None:
     text = json.dumps(rows, indent=1) + "\n"
     write_atomically(path, lambda f: f.write(text.encode()))
@@ -162,7 +174,8 @@ def run_cell(name: str, shape: str, variant: str, budget: str, seed: int, sampli
     for top_n, temperature in missing:
         found = evaluate_run(run_dir, replace(evaluation, top_n=top_n, temperature=temperature), "cpu")
         kept.append({"data set": label, "variant": variant, "budget": budget, "seed": seed, "run": str(run_dir),
-                     "training (min)": seconds / 60, **result_row(found.summary, f"{top_n}:{temperature:g}")})
+                     "training (min)": seconds / 60, **result_row(found.summary, f"{top_n}:{temperature:g}"),
+                     "made on": environment()})
     if missing:
         _keep(path, kept)
     return [row for row in kept if row["sampling"] in wanted]

@@ -125,6 +125,20 @@ def test_every_recipe_option_is_recorded_in_config_json_and_kept_on_resume(param
     assert PeriodicReference.of(loaded["data"]) == PeriodicReference(2, 2, 64.0, 76.0, "midi", 16000)
 
 
+def test_a_seed_trains_the_same_weights_to_the_bit_whatever_the_thread_count(params):
+    """bench_control's runs reproduce on one machine kind: neither threads nor a second run change a seed's run."""
+    weights = []
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 2, 1):
+            torch.set_num_threads(count)
+            state = load_checkpoint(train({**params, **RECIPE}) / LAST_CHECKPOINT)["model"]
+            weights.append(torch.cat([t.flatten() for t in state.values()]))
+    finally:
+        torch.set_num_threads(threads)
+    assert torch.equal(weights[0], weights[1]) and torch.equal(weights[0], weights[2])
+
+
 def test_original_preset_is_the_original_network_and_trains_as_before(params):
     data, model, config = configs_from_params(PRESETS["original"])
     assert RNN(model).num_parameters() == 69_232 and data.pitch_shift == 0
