@@ -60,7 +60,7 @@ def test_exported_file_gives_the_run_folders_logits_and_settings(both_kinds_of_r
 def test_the_file_is_documented_safetensors_with_float32_weights_and_flat_metadata(both_kinds_of_run):
     header, data = header_and_data(export(both_kinds_of_run))
     metadata = header.pop("__metadata__")
-    assert metadata["format"] == "rnncontrol" and metadata["format_version"] == "1"
+    assert metadata["format"] == "rnncontrol" and metadata["format_version"] == "2"
     assert [metadata[f"parameter.{i}.name"] for i in range(3)] == list(TINY_SPECS)
     assert (metadata["parameter.2.min"], metadata["parameter.2.max"]) == ("64.0", "76.0")
     assert (metadata["hidden_size"], metadata["num_layers"], metadata["numtokens"]) == ("16", "2", "256")
@@ -104,7 +104,7 @@ def spoiled_files(path, tmp_path):
     garbage.write_bytes(raw[:8] + b"{" * (len(raw) - 8))
     yield "corrupt header", garbage, "header|JSON|malformed|expected"
     newer = tmp_path / "newer.safetensors"
-    write_with_header(newer, {**header, "__metadata__": {**header["__metadata__"], "format_version": "2"}}, data)
+    write_with_header(newer, {**header, "__metadata__": {**header["__metadata__"], "format_version": "3"}}, data)
     yield "wrong version", newer, "format version"
     resized = tmp_path / "resized.safetensors"
     write_with_header(resized, {**header, "__metadata__": {**header["__metadata__"], "hidden_size": "17"}}, data)
