@@ -1,4 +1,5 @@
-/* The loaded model, shared by the loader (model_file.c) and the per-sample loop (rnncontrol.c); not public. */
+/* The loaded model, shared by the loader (model_file.c), the per-sample loop (rnncontrol.c) and the periodic
+ * reference (reference.c); not public. */
 #ifndef RNNCONTROL_MODEL_H
 #define RNNCONTROL_MODEL_H
 
@@ -15,9 +16,14 @@ typedef struct {
 } rc_layer;
 
 struct rc_model {
-    int P, H, L, N, cond_every_layer, encode, sample_rate;
+    int C;            /* the network's conditioning: P named parameters, then 2K reference channels */
+    int P, K;         /* named parameters; harmonics of the periodic reference (0: none) */
+    int pitch;        /* the parameter whose frequency the reference follows, -1 without a reference */
+    int pitch_in_hz;  /* its units: 1 Hz, 0 MIDI note numbers */
+    double pitch_low, pitch_high; /* its range in double, as Python computes the reference's frequency */
+    int H, L, N, cond_every_layer, encode, sample_rate;
     char (*names)[MAX_NAME];
-    float *low, *high;
+    float *low, *high; /* (P) */
     rc_layer *layers;
     float *out_w_t;      /* (H, N) */
     float *out_b;        /* (N) */
@@ -25,5 +31,10 @@ struct rc_model {
     float *decoded;      /* (N): each class as audio in [-1, 1] */
     float *weights;      /* the one allocation behind every array above */
 };
+
+/* The periodic reference (reference.c): the phase step in radians for the pitch parameter's value mapped to
+ * [0, 1], and the 2K channels at phase φ. */
+double rc_reference_increment(const rc_model *model, float pitch);
+void rc_reference_at(int harmonics, double phase, float *channels);
 
 #endif

@@ -29,14 +29,14 @@ static int metadata_int(const st_file *file, const char *key, long low, long hig
     return 0;
 }
 
-static int metadata_float(const st_file *file, const char *key, float *value, char *error, size_t error_size) {
+static int metadata_double(const st_file *file, const char *key, double *value, char *error, size_t error_size) {
     const char *text = st_metadata(file, key);
     char *end;
     if (!text) return fail(error, error_size, "metadata '%s' missing: export the model with export.py", key);
     double v = strtod(text, &end);
     if (*text == '\0' || *end != '\0' || !isfinite(v))
         return fail(error, error_size, "metadata '%s' is '%s', not a number", key, text);
-    *value = (float)v;
+    *value = v;
     return 0;
 }
 
@@ -68,6 +68,7 @@ static void transpose_into(const double *rows_cols, int rows, int cols, float *c
         for (int c = 0; c < cols; c++) cols_rows[(size_t)c * rows + r] = (float)rows_cols[(size_t)r * cols + c];
 }
 
+/* Returns the file's format version, or -1. */
 static int read_sizes(const st_file *file, rc_model *m, char *error, size_t error_size) {
     const char *format = st_metadata(file, "format");
     if (!format || strcmp(format, "rnncontrol") != 0)
@@ -75,11 +76,11 @@ static int read_sizes(const st_file *file, rc_model *m, char *error, size_t erro
                                        "export one with export.py");
     int version, input_size;
     if (metadata_int(file, "format_version", 0, 1000000, &version, error, error_size)) return -1;
-    if (version != RC_FORMAT_VERSION)
-        return fail(error, error_size, "the file has format version %d; this runtime reads version %d", version,
-                    RC_FORMAT_VERSION);
+    if (version < 1 || version > RC_FORMAT_VERSION)
+        return fail(error, error_size, "the file has format version %d; this runtime reads versions 1 to %d",
+                    version, RC_FORMAT_VERSION);
     if (metadata_int(file, "input_size", 1, 1, &input_size, error, error_size) ||
-        metadata_int(file, "cond_size", 0, 1024, &m->P, error, error_size) ||
+        metadata_int(file, "cond_size", 0, 1024, &m->C, error, error_size) ||
         metadata_int(file, "hidden_size", 1, 8192, &m->H, error, error_size) ||
         metadata_int(file, "num_layers", 1, 256, &m->L, error, error_size) ||
         metadata_int(file, "numtokens", 2, 65536, &m->N, error, error_size) ||
@@ -87,6 +88,25 @@ static int read_sizes(const st_file *file, rc_model *m, char *error, size_t erro
         metadata_int(file, "encode", 0, 1, &m->encode, error, error_size) ||
         metadata_int(file, "sample_rate", 1, 1000000, &m->sample_rate, error, error_size))
         return -1;
+    return version;
+}
+
+/* Reads the periodic reference (version 2; a version 1 file has none) and so splits cond_size into P and 2K. */
+static int read_reference(const st_file *file, int version, rc_model *m, char *error, size_t error_size) {
+    m->K = 0, m->pitch = -1, m->P = m->C;
+    if (version < 2) return 0;
+    if (metadata_int(file, "reference.harmonics", 0, 16, &m->K, error, error_size)) return -1;
+    if (m->K == 0) return 0;
+    if (2 * m->K >= m->C)
+        return fail(error, error_size, "metadata 'reference.harmonics' is %d: its %d channels leave no pitch "
+                                       "parameter in cond_size %d", m->K, 2 * m->K, m->C);
+    m->P = m->C - 2 * m->K;
+    if (metadata_int(file, "reference.pitch", 0, m->P - 1, &m->pitch, error, error_size)) return -1;
+    const char *units = st_metadata(file, "reference.units");
+    if (!units) return fail(error, error_size, "metadata 'reference.units' missing: export the model with export.py");
+    if (strcmp(units, "midi") != 0 && strcmp(units, "hz") != 0)
+        return fail(error, error_size, "metadata 'reference.units' is '%s', not 'midi' or 'hz'", units);
+    m->pitch_in_hz = strcmp(units, "hz") == 0;
     return 0;
 }
 
@@ -98,18 +118,21 @@ static int read_parameters(const st_file *file, rc_model *m, char *error, size_t
         if (!name || !*name || strlen(name) >= MAX_NAME)
             return fail(error, error_size, "metadata '%s' missing or longer than %d bytes", key, MAX_NAME - 1);
         strcpy(m->names[i], name);
+        double low = 0, high = 0; /* initialised for GCC only: a failed read returns before they are used */
         snprintf(key, sizeof key, "parameter.%d.min", i);
-        if (metadata_float(file, key, &m->low[i], error, error_size)) return -1;
+        if (metadata_double(file, key, &low, error, error_size)) return -1;
         snprintf(key, sizeof key, "parameter.%d.max", i);
-        if (metadata_float(file, key, &m->high[i], error, error_size)) return -1;
+        if (metadata_double(file, key, &high, error, error_size)) return -1;
+        m->low[i] = (float)low, m->high[i] = (float)high;
         if (m->low[i] == m->high[i]) return fail(error, error_size, "parameter '%s' has an empty range", name);
+        if (i == m->pitch) m->pitch_low = low, m->pitch_high = high;
     }
     return 0;
 }
 
 static size_t layer_inputs(const rc_model *m, int k) {
-    if (k == 0) return (size_t)(1 + m->P); /* the input projection is folded into layer 0 */
-    return (size_t)(m->cond_every_layer ? m->H + m->P : m->H);
+    if (k == 0) return (size_t)(1 + m->C); /* the input projection is folded into layer 0 */
+    return (size_t)(m->cond_every_layer ? m->H + m->C : m->H);
 }
 
 /* Carves every array out of one allocation. */
@@ -139,10 +162,10 @@ static int allocate_weights(rc_model *m) {
 }
 
 /* Layer 0 reads the input projection's output only, so W_ih0 (proj_w x + proj_b) + b_ih0 folds into one
- * (3H, 1 + P) affine map, computed in double. */
+ * (3H, 1 + C) affine map, computed in double. */
 static void fold_input_projection(rc_model *m, const double *proj_w, const double *proj_b, const double *w_ih,
                                   const double *b_ih) {
-    int G = 3 * m->H, I = 1 + m->P;
+    int G = 3 * m->H, I = 1 + m->C;
     rc_layer *layer = &m->layers[0];
     for (int g = 0; g < G; g++) {
         double bias = b_ih[g];
@@ -159,7 +182,7 @@ static void fold_input_projection(rc_model *m, const double *proj_w, const doubl
 /* Reads every tensor through the scratch arrays a (a matrix) and b (a vector). */
 static int read_matrices(const st_file *file, rc_model *m, double *proj_w, double *proj_b, double *a, double *b,
                          char *error, size_t error_size) {
-    int H = m->H, G = 3 * H, I = 1 + m->P;
+    int H = m->H, G = 3 * H, I = 1 + m->C;
     if (read_tensor(file, "input_proj.weight", H, I, proj_w, error, error_size) ||
         read_tensor(file, "input_proj.bias", H, 0, proj_b, error, error_size))
         return -1;
@@ -193,11 +216,11 @@ static int read_matrices(const st_file *file, rc_model *m, double *proj_w, doubl
 }
 
 static int read_weights(const st_file *file, rc_model *m, char *error, size_t error_size) {
-    int H = m->H, G = 3 * H, I = 1 + m->P;
+    int H = m->H, G = 3 * H, I = 1 + m->C;
     size_t rows = (size_t)(m->N > G ? m->N : G); /* the most rows of any matrix: 3H, or N for the output */
-    double *proj_w = malloc(sizeof(double) * ((size_t)H * (I + 1) + rows * (H + m->P + 1)));
+    double *proj_w = malloc(sizeof(double) * ((size_t)H * (I + 1) + rows * (H + m->C + 1)));
     if (!proj_w) return fail(error, error_size, "out of memory");
-    double *proj_b = proj_w + (size_t)H * I, *a = proj_b + H, *b = a + rows * (H + m->P);
+    double *proj_b = proj_w + (size_t)H * I, *a = proj_b + H, *b = a + rows * (H + m->C);
     int status = read_matrices(file, m, proj_w, proj_b, a, b, error, error_size);
     free(proj_w);
     return status;
@@ -227,7 +250,8 @@ rc_model *rc_model_load_buffer(const void *buffer, size_t size, char *error, siz
     st_file file;
     rc_model *m = calloc(1, sizeof *m);
     int status = m ? st_parse(buffer, size, &file, error, error_size) : fail(error, error_size, "out of memory");
-    if (status == 0) status = read_sizes(&file, m, error, error_size);
+    int version = status == 0 ? read_sizes(&file, m, error, error_size) : -1;
+    status = version < 0 ? -1 : read_reference(&file, version, m, error, error_size);
     if (status == 0 && allocate_weights(m)) status = fail(error, error_size, "out of memory");
     if (status == 0) status = read_parameters(&file, m, error, error_size);
     if (status == 0) status = read_weights(&file, m, error, error_size);
@@ -274,6 +298,8 @@ int rc_model_numtokens(const rc_model *m) { return m->N; }
 int rc_model_num_layers(const rc_model *m) { return m->L; }
 int rc_model_hidden_size(const rc_model *m) { return m->H; }
 int rc_model_num_parameters(const rc_model *m) { return m->P; }
+int rc_model_reference_harmonics(const rc_model *m) { return m->K; }
+int rc_model_reference_pitch(const rc_model *m) { return m->pitch; }
 const char *rc_model_parameter_name(const rc_model *m, int index) { return m->names[index]; }
 
 void rc_model_parameter_range(const rc_model *m, int index, float *low, float *high) {

@@ -23,8 +23,8 @@
 
 struct rc_voice {
     const rc_model *model;
-    float *x;        /* (1 + P): the audio input, then the parameters held */
-    float *layer_in; /* (H + P): [h_{k-1}, parameters] for models that feed the parameters to every layer */
+    float *x;        /* (1 + C): the audio input, the parameters held, the reference's channels */
+    float *layer_in; /* (H + C): [h_{k-1}, conditioning] for models that feed it to every layer */
     float *hidden;   /* (L, H) */
     float *gi, *gh;  /* (3H) */
     float *logits;   /* (N) */
@@ -33,17 +33,18 @@ struct rc_voice {
     int previous, top_n;
     double inv_temperature;
     uint64_t state;
+    double phase; /* the reference's φ: a float64 running sum of steps, never wrapped, as Python keeps it */
 };
 
 rc_voice *rc_voice_new(const rc_model *m, uint64_t seed) {
     size_t G = 3 * (size_t)m->H;
-    size_t floats = (1 + (size_t)m->P) + ((size_t)m->H + m->P) + (size_t)m->L * m->H + 2 * G + 2 * (size_t)m->N;
+    size_t floats = (1 + (size_t)m->C) + ((size_t)m->H + m->C) + (size_t)m->L * m->H + 2 * G + 2 * (size_t)m->N;
     rc_voice *v = calloc(1, sizeof *v + floats * sizeof(float) + (size_t)m->N * sizeof(int));
     if (!v) return NULL;
     float *at = (float *)(v + 1);
     v->model = m;
-    v->x = at, at += 1 + m->P;
-    v->layer_in = at, at += m->H + m->P;
+    v->x = at, at += 1 + m->C;
+    v->layer_in = at, at += m->H + m->C;
     v->hidden = at, at += (size_t)m->L * m->H;
     v->gi = at, at += G;
     v->gh = at, at += G;
@@ -63,6 +64,7 @@ void rc_voice_free(rc_voice *v) { free(v); }
 void rc_voice_reset(rc_voice *v) {
     memset(v->hidden, 0, sizeof(float) * (size_t)v->model->L * v->model->H);
     v->previous = (int)floor((v->model->N - 1) / 2.0 + 0.5); /* mu-law class of silence */
+    v->phase = 0.0;
 }
 
 void rc_voice_set_random_state(rc_voice *v, uint64_t state) { v->state = state; }
@@ -138,7 +140,7 @@ RC_INLINE void gru_update(float *restrict gi, const float *restrict gh, float *r
     }
 }
 
-/* Advances the hidden state by one step of input x (1 + P) and writes the logits. */
+/* Advances the hidden state by one step of input x (1 + C) and writes the logits. */
 RC_INLINE void forward(rc_voice *v, const float *x) {
     const rc_model *m = v->model;
     int H = m->H, G = 3 * H;
@@ -147,7 +149,7 @@ RC_INLINE void forward(rc_voice *v, const float *x) {
         const float *input = x;
         if (k > 0 && m->cond_every_layer) {
             memcpy(v->layer_in, v->hidden + (size_t)(k - 1) * H, sizeof(float) * (size_t)H);
-            memcpy(v->layer_in + H, x + 1, sizeof(float) * (size_t)m->P);
+            memcpy(v->layer_in + H, x + 1, sizeof(float) * (size_t)m->C);
             input = v->layer_in;
         } else if (k > 0) {
             input = v->hidden + (size_t)(k - 1) * H;
@@ -221,6 +223,10 @@ RC_HOT static void render(rc_voice *v, const float *cond, int32_t *codes, float 
     for (int t = 0; t < n; t++) {
         v->x[0] = m->input_values[v->previous];
         if (cond) memcpy(v->x + 1, cond + (size_t)t * m->P, sizeof(float) * (size_t)m->P);
+        if (m->K) {
+            rc_reference_at(m->K, v->phase, v->x + 1 + m->P);
+            v->phase += rc_reference_increment(m, v->x[1 + m->pitch]);
+        }
         forward(v, v->x);
         v->previous = choose(v);
         if (codes) codes[t] = v->previous;

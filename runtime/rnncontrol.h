@@ -2,7 +2,11 @@
  *
  * Load a model once, make a voice per player, set its parameters, render. A model is read-only once loaded and a
  * voice owns all its working memory, so each voice may render on its own thread; rendering allocates nothing.
- * The arithmetic is PyTorch's GRU in float32 and the draw is the numba sampler's (top-n, temperature, splitmix64). */
+ * The arithmetic is PyTorch's GRU in float32 and the draw is the numba sampler's (top-n, temperature, splitmix64).
+ *
+ * A model may have a periodic reference (model/reference.py): beside its P named parameters the network takes
+ * sin kφ, cos kφ for k = 1..K, φ the phase of an oscillator at the pitch parameter's frequency. The runtime makes
+ * them: a voice's φ starts at 0 and advances by 2π f0 / sample_rate after each sample it renders. */
 #ifndef RNNCONTROL_H
 #define RNNCONTROL_H
 
@@ -13,7 +17,8 @@
 extern "C" {
 #endif
 
-#define RC_FORMAT_VERSION 1
+/* Version 2 adds the periodic reference; version 1 files load too, as models without one. */
+#define RC_FORMAT_VERSION 2
 /* The lowest temperature a voice takes, utils/checks.py's MIN_TEMPERATURE: below it the PyTorch sampler's
  * logits / temperature overflow float32, so no backend plays what another refuses. Greedy play is top_n 1. */
 #define RC_MIN_TEMPERATURE 1e-3f
@@ -31,7 +36,12 @@ int rc_model_sample_rate(const rc_model *model);
 int rc_model_numtokens(const rc_model *model);
 int rc_model_num_layers(const rc_model *model);
 int rc_model_hidden_size(const rc_model *model);
+/* The named parameters P; the network's conditioning is these and 2K reference channels. */
 int rc_model_num_parameters(const rc_model *model);
+/* The periodic reference's harmonics K (0: the model has none), and the parameter whose frequency it follows
+ * (-1: none). */
+int rc_model_reference_harmonics(const rc_model *model);
+int rc_model_reference_pitch(const rc_model *model);
 const char *rc_model_parameter_name(const rc_model *model, int index);
 /* The parameter's value in its own units that maps to 0, and the one that maps to 1. */
 void rc_model_parameter_range(const rc_model *model, int index, float *low, float *high);
@@ -45,7 +55,7 @@ float rc_model_velocity_value(const rc_model *model, int index, float velocity);
  * random stream state `seed`. Returns NULL when out of memory. */
 rc_voice *rc_voice_new(const rc_model *model, uint64_t seed);
 void rc_voice_free(rc_voice *voice);
-/* Back to silence and a zero hidden state; parameters, settings and random stream stay. */
+/* Back to silence, a zero hidden state and reference phase 0; parameters, settings and random stream stay. */
 void rc_voice_reset(rc_voice *voice);
 /* The splitmix64 state that the next draw advances. */
 void rc_voice_set_random_state(rc_voice *voice, uint64_t state);
@@ -61,14 +71,16 @@ int rc_voice_set_parameter(rc_voice *voice, const char *name, float value);
 /* Sets parameter `index` mapped to [0, 1] (the network's own scale). */
 void rc_voice_set_normalized(rc_voice *voice, int index, float value);
 
-/* Renders n samples of float audio in [-1, 1] with the parameters held. */
+/* Renders n samples of float audio in [-1, 1] with the parameters held (the reference follows the held pitch). */
 void rc_voice_render(rc_voice *voice, float *audio, int n);
-/* Renders n samples following cond (n rows of num_parameters values in [0, 1]); writes the mu-law classes to
- * codes and the audio to audio, each when not NULL. The parameters are then held at cond's last row. */
+/* Renders n samples following cond (n rows of num_parameters values in [0, 1]: the parameters only, the runtime
+ * adds the reference); writes the mu-law classes to codes and the audio to audio, each when not NULL. The
+ * parameters are then held at cond's last row. */
 void rc_voice_render_conditioned(rc_voice *voice, const float *cond, int32_t *codes, float *audio, int n);
 
-/* Teacher forcing: feeds x (1 + num_parameters values: the audio input in [0, 1], then the parameters) and
- * returns the numtokens logits, valid until the voice's next call. The voice's last class is left as it was. */
+/* Teacher forcing: feeds x (1 + num_parameters + 2 * reference_harmonics values: the audio input in [0, 1], the
+ * parameters, the reference's channels: the whole network input, as training feeds it) and returns the numtokens
+ * logits, valid until the voice's next call. The voice's last class and reference phase are left as they were. */
 const float *rc_voice_step(rc_voice *voice, const float *x);
 /* The hidden state, num_layers rows of hidden_size floats; writable, to start from a primed state. */
 float *rc_voice_hidden(rc_voice *voice);

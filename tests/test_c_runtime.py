@@ -1,3 +1,4 @@
+import ctypes
 
 import numpy as np
 import pytest
@@ -9,7 +10,8 @@ from audioDataLoader.mulaw import mu_law_decode, mu_law_encode
 from live.notes import from_midi_value
 from model.c_sampler import CModel, CVoice, c_model
 from model.generation import SynthStream, prime, run_inference
-from model.gru_audio_model import GRUAudioConfig
+from model.gru_audio_model import RNN, GRUAudioConfig
+from model.reference import PeriodicReference
 from model.sampler import choose_backend
 from tests.harness.backends import (
     assert_greedy_backend_follows_torch,
@@ -18,6 +20,7 @@ from tests.harness.backends import (
     lively_model,
     random_model,
 )
+from tests.test_model_file import header_and_data, write_with_header
 from utils.checks import MIN_TEMPERATURE
 from utils.model_file import model_file_bytes
 
@@ -142,3 +145,114 @@ def test_c_velocity_value_is_live_plays_rule():
         for velocity in (0, 1, 64, 100, 127):
             expected = np.float32(from_midi_value(spec, velocity))
             assert model.velocity_value(index, velocity) == expected, (index, velocity)
+
+
+REFERENCE_SPECS = {"midi": {"instID": (1.0, 2.0), "a": (0.0, 1.0), "p": (40.0, 80.0)},
+                   "hz": {"instID": (1.0, 2.0), "a": (0.0, 1.0), "p": (80.0, 900.0)}}
+
+
+def reference_model(seed: int, units: str = "midi", cond_every_layer: bool = False) -> tuple[RNN, AudioDatasetConfig]:
+    """Return (a random model with a 2-harmonic periodic reference following `p`, its data settings), its logits
+    made lively as tests/harness/backends.py's lively_model does, so that greedy play moves about."""
+    data = AudioDatasetConfig(parameter_specs=REFERENCE_SPECS[units], pitch_parameter="p", reference_harmonics=2,
+                              pitch_units=units)
+    model = random_model(seed, GRUAudioConfig(cond_size=data.conditioning_size, cond_every_layer=cond_every_layer))
+    with torch.no_grad():
+        model.input_proj.weight.mul_(3)
+        model.output.weight.mul_(40)
+    return model, data
+
+
+def reference_runtime(model: RNN, data: AudioDatasetConfig) -> CModel:
+    return CModel(model_file_bytes(model, data, "in memory"))
+
+
+def reference_harmonics(model: CModel) -> int:
+    """Return the runtime's rc_model_reference_harmonics, which model/c_sampler.py does not bind."""
+    function = model.lib.rc_model_reference_harmonics
+    function.restype, function.argtypes = ctypes.c_int, [ctypes.c_void_p]
+    return function(model.handle)
+
+
+@pytest.mark.parametrize("units, cond_every_layer", [("midi", False), ("hz", False), ("midi", True)])
+def test_greedy_c_voice_plays_the_reference_as_the_pytorch_loop_does(units, cond_every_layer):
+    model, data = reference_model(0, units, cond_every_layer)
+    cond = gliding_conditioning(4000)  # p sweeps its range back and forth
+    expected = run_inference(model, cond, top_n=1, backend="torch", reference=PeriodicReference.of(data))
+    voice = CVoice(reference_runtime(model, data), 0)
+    voice.set(1, 1.0)
+    codes = voice.render_conditioned(cond)
+    assert len(np.unique(codes)) > 3
+    np.testing.assert_array_equal(mu_law_decode(codes, 256), expected)
+
+
+def test_a_reference_voice_rendered_in_two_blocks_plays_one_block():
+    model, data = reference_model(1)
+    runtime, cond = reference_runtime(model, data), gliding_conditioning(3000)
+    whole, split = CVoice(runtime, 4), CVoice(runtime, 4)
+    blocks = [split.render_conditioned(cond[:1234]), split.render_conditioned(cond[1234:])]
+    np.testing.assert_array_equal(np.concatenate(blocks), whole.render_conditioned(cond))
+
+
+def test_held_parameters_play_the_reference_as_conditioned_rows_do():
+    model, data = reference_model(1)
+    runtime = reference_runtime(model, data)
+    held, conditioned = CVoice(runtime, 6), CVoice(runtime, 6)
+    for name, value in (("instID", 2.0), ("a", 0.5), ("p", 60.0)):
+        held.set_parameter(name, value)
+    rows = np.tile(np.float32([1.0, 0.5, 0.5]), (2000, 1))  # the same values mapped to [0, 1]
+    np.testing.assert_array_equal(held.render(2000), mu_law_decode(conditioned.render_conditioned(rows), 256))
+
+
+def test_a_reset_reference_voice_plays_what_a_fresh_voice_plays():
+    model, data = reference_model(2)
+    runtime, cond = reference_runtime(model, data), gliding_conditioning(1500)
+    used = CVoice(runtime, 1)
+    used.render_conditioned(cond[::-1].copy())  # the phase, hidden state and last sample all move on
+    used.restart(9)
+    np.testing.assert_array_equal(used.render_conditioned(cond), CVoice(runtime, 9).render_conditioned(cond))
+
+
+def test_teacher_forcing_takes_the_whole_network_input_and_leaves_the_phase_alone():
+    model, data = reference_model(3)
+    runtime, cond = reference_runtime(model, data), gliding_conditioning(1000)
+    inputs = torch.rand(300, 1 + data.conditioning_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model(inputs[None])[0][0].numpy()
+    stepped = CVoice(runtime, 5)
+    np.testing.assert_allclose(np.stack([stepped.step(x) for x in inputs.numpy()]), expected, rtol=0, atol=1e-4)
+
+    straight, interrupted = CVoice(runtime, 5), CVoice(runtime, 5)
+    for voice in (straight, interrupted):
+        voice.render_conditioned(cond[:500])
+    hidden, previous = interrupted.hidden.copy(), interrupted.previous
+    interrupted.step(inputs[0].numpy())
+    interrupted.hidden[:], interrupted.previous = hidden, previous  # all the step changed, put back
+    np.testing.assert_array_equal(interrupted.render_conditioned(cond[500:]), straight.render_conditioned(cond[500:]))
+
+
+def test_version_1_files_load_as_models_without_a_reference(tmp_path):
+    model, data = random_model(4), AudioDatasetConfig(parameter_specs=REFERENCE_SPECS["midi"])
+    (tmp_path / "v2.safetensors").write_bytes(model_file_bytes(model, data, "in memory"))
+    header, tensors = header_and_data(tmp_path / "v2.safetensors")
+    metadata = {key: value for key, value in header["__metadata__"].items() if not key.startswith("reference.")}
+    write_with_header(tmp_path / "v1.safetensors", {**header, "__metadata__": {**metadata, "format_version": "1"}},
+                      tensors)
+    old, new = (CModel.from_file(tmp_path / f"{name}.safetensors") for name in ("v1", "v2"))
+    assert old.parameter_names == ["instID", "a", "p"]
+    assert reference_harmonics(old) == 0
+    cond = gliding_conditioning(500)
+    np.testing.assert_array_equal(CVoice(old, 3).render_conditioned(cond), CVoice(new, 3).render_conditioned(cond))
+
+
+@pytest.mark.parametrize("key, value", [("reference.harmonics", "99"), ("reference.pitch", "3"),
+                                        ("reference.units", "bark"), ("reference.harmonics", "4")])  # 8 > cond_size 7
+def test_the_c_runtime_refuses_bad_reference_metadata_in_one_line_naming_the_key(tmp_path, key, value):
+    (tmp_path / "good.safetensors").write_bytes(model_file_bytes(*reference_model(0), "in memory"))
+    header, tensors = header_and_data(tmp_path / "good.safetensors")
+    assert reference_harmonics(CModel.from_file(tmp_path / "good.safetensors")) == 2
+    spoiled = tmp_path / "spoiled.safetensors"
+    write_with_header(spoiled, {**header, "__metadata__": {**header["__metadata__"], key: value}}, tensors)
+    with pytest.raises(ValueError, match=f"metadata '{key}' is '?{value}") as refused:
+        CModel.from_file(spoiled)
+    assert "\n" not in str(refused.value)

@@ -4,12 +4,15 @@ import subprocess
 import numpy as np
 import pytest
 import soundfile as sf
+import torch
 
+from audioDataLoader.audio_dataset import AudioDatasetConfig
 from export import export
 from live.notes import from_midi_value
 from model.c_sampler import CModel, CVoice
+from model.gru_audio_model import RNN, GRUAudioConfig
 from tests.harness.run_folders import QUICK_RUN, ROOT, make_run
-from utils.model_file import read_model_file
+from utils.model_file import model_file_bytes, read_model_file
 from utils.pitch import cents_error, estimate_f0, midi_to_hz
 
 EXTERNAL = ROOT / "pd" / "rnncontrol~"
@@ -29,6 +32,18 @@ RENAMED_SPECS = {"instID": (1.0, 2.0), "level": (0.25, 0.75), "note": (48.0, 72.
 def renamed_model_file(tmp_path_factory):
     """A small untrained model whose pitch and velocity parameters are named `note` and `level`."""
     return export(make_run(tmp_path_factory.mktemp("renamed"), RENAMED_SPECS))
+
+
+@pytest.fixture(scope="module")
+def reference_model_file(tmp_path_factory):
+    """A small untrained model with a 2-harmonic periodic reference following its pitch `p`."""
+    data = AudioDatasetConfig(parameter_specs={"instID": (1, 2), "a": (0, 1), "p": (40, 80)}, pitch_parameter="p",
+                              reference_harmonics=2)
+    torch.manual_seed(0)
+    model = RNN(GRUAudioConfig(cond_size=data.conditioning_size, hidden_size=16, num_layers=2)).eval()
+    path = tmp_path_factory.mktemp("reference") / "model.safetensors"
+    path.write_bytes(model_file_bytes(model, data, "in memory"))
+    return path
 
 
 def pd_message(text: str) -> str:
@@ -85,7 +100,9 @@ def patch_with(boxes: list[str], connections: tuple[tuple[int, int], ...] = ()) 
     return "\n".join(lines) + "\n"
 
 
-def test_pd_plays_exactly_what_the_c_library_plays_for_the_same_seed_and_messages(tmp_path, model_file):
+@pytest.mark.parametrize("model", ["model_file", "reference_model_file"])
+def test_pd_plays_exactly_what_the_c_library_plays_for_the_same_seed_and_messages(request, tmp_path, model):
+    model_file = request.getfixturevalue(model)
     changes = [(400, "p 71"), (800, "a 0.3, p 66"), (1200, "temperature 0.7")]
     audio = play_in_pd(tmp_path, model_file, player_patch("seed 5, top_n 3, instID 2, a 0.8, p 64", changes, 1600),
                        sample_rate=16000)
@@ -182,3 +199,12 @@ def test_pd_print_posts_each_parameter_with_its_range_and_role(tmp_path, renamed
     assert "rnncontrol~: model.safetensors, 16000 Hz, 3 parameters:" in lines, stderr
     assert ["instID 1..2", "level 0.25..0.75 (velocity)", "note 48..72 (pitch)"] == [
         line for line in lines if line.split(" ")[0] in RENAMED_SPECS], stderr
+
+
+def test_pd_print_names_the_reference_and_the_parameter_it_follows(tmp_path, reference_model_file):
+    shutil.copy(reference_model_file, tmp_path / "model.safetensors")
+    (tmp_path / "player.pd").write_text(patch_with(["obj loadbang", "msg print", "obj rnncontrol~ model.safetensors"],
+                                                   ((0, 1), (1, 2))))
+    lines = [line.strip() for line in open_in_pd(tmp_path, "player.pd").stderr.splitlines()]
+    assert "rnncontrol~: model.safetensors, 16000 Hz, 3 parameters:" in lines, lines
+    assert "reference: 2 harmonics following parameter p" in lines, lines

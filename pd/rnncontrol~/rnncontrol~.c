@@ -4,8 +4,9 @@
  * [note NUMBER VELOCITY( sets parameter PITCH (default p) to the note number and parameter VELOCITY (default a)
  * to its range's low + (high - low) * velocity / 127, as live play does (VELOCITY `none`: velocity only gates);
  * velocity 0 fades out. [seed N(, [top_n N(, [temperature T(, [reset(, and [print( posts the model's parameters
- * and ranges. The signal outlet runs at Pd's sample rate: when it differs from the model's, the model's samples
- * are interpolated (cubic Hermite). Messages take effect at the next DSP block. */
+ * and ranges. A model with a periodic reference plays the same way: the runtime makes the reference from the
+ * pitch parameter. The signal outlet runs at Pd's sample rate: when it differs from the model's, the model's
+ * samples are interpolated (cubic Hermite). Messages take effect at the next DSP block. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
@@ -135,7 +136,8 @@ static void rnncontrol_tilde_temperature(t_rnncontrol_tilde *x, t_floatarg tempe
                  rc_min_temperature(), temperature);
 }
 
-/* [print(: one line for the model, then one per parameter with its range and its role in a note. */
+/* [print(: one line for the model, one per parameter with its range and its role in a note, and the periodic
+ * reference when the model has one. */
 static void rnncontrol_tilde_print(t_rnncontrol_tilde *x) {
     int count = rc_model_num_parameters(x->model);
     post("rnncontrol~: %s, %d Hz, %d parameters:", x->file->s_name, rc_model_sample_rate(x->model), count);
@@ -146,6 +148,10 @@ static void rnncontrol_tilde_print(t_rnncontrol_tilde *x) {
         post("  %s %g..%g%s", rc_model_parameter_name(x->model, i), low, high, role);
     }
     if (x->velocity < 0) post("  velocity: none (a note's velocity only starts and ends it)");
+    int harmonics = rc_model_reference_harmonics(x->model);
+    if (harmonics)
+        post("  reference: %d harmonics following parameter %s", harmonics,
+             rc_model_parameter_name(x->model, rc_model_reference_pitch(x->model)));
 }
 
 static void rnncontrol_tilde_reset(t_rnncontrol_tilde *x) {
