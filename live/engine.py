@@ -19,7 +19,7 @@ import soxr
 
 from audioDataLoader.audio_dataset import normalize_parameters
 from audioDataLoader.mulaw import mu_law_decode
-from live.notes import note_targets
+from live.notes import note_targets, note_value
 from live.voice_allocator import DRONE, Start, VoiceAllocator
 from model.gru_audio_model import RNN
 from model.reference import PeriodicReference
@@ -99,6 +99,8 @@ class LiveEngine:
         self._decoded = mu_law_decode(np.arange(numtokens), numtokens)  # a table: quicker than decoding each block
         # Making the voices compiles the sampler (or loads it from numba's cache): now, not in the audio path.
         self.backend = choose_backend(model, config.backend)
+        # Notes are MIDI numbers; a pitch parameter declared in Hz takes their frequency.
+        self._pitch_units = data_config.pitch_units if config.pitch == data_config.pitch_parameter else "midi"
         self._voices = silent_voices(model, voices, self.backend, data_config.encode, config.seed, config.threads,
                                      PeriodicReference.of(data_config))
         self._notes_started = itertools.count()
@@ -278,7 +280,8 @@ class LiveEngine:
     def _apply_note_on(self, sample: int, note: float, velocity: float) -> None:
         voice, start = self._allocator.note_on(note)
         self._notes[voice] = note
-        targets = note_targets(self.specs, self.config.pitch, self.config.velocity, note + self._bend, velocity)
+        targets = note_targets(self.specs, self.config.pitch, self.config.velocity, note + self._bend, velocity,
+                               self._pitch_units)
         glide = {Start.FRESH: 0, Start.LEGATO: self.config.glide_ms, Start.STOLEN: self.config.smooth_ms}[start]
         if start is Start.FRESH:
             self._restart(voice, sample)
@@ -309,4 +312,5 @@ class LiveEngine:
         channel = self.names.index(self.config.pitch)
         for voice, note in self._notes.items():
             if self._allocator.held(voice) is not None:
-                self._params.start(voice, channel, sample, note + semitones, self._samples(self.config.smooth_ms))
+                self._params.start(voice, channel, sample, note_value(note + semitones, self._pitch_units),
+                                   self._samples(self.config.smooth_ms))

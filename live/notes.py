@@ -4,6 +4,8 @@ The Pd external follows the same rule through the C runtime's `rc_model_velocity
 """
 from __future__ import annotations
 
+from model.reference import frequency_hz
+
 
 def from_midi_value(spec: tuple[float, float], value: float) -> float:
     """Return a MIDI value 0..127 (a velocity or a controller) mapped onto a parameter's range (low, high)."""
@@ -11,10 +13,15 @@ def from_midi_value(spec: tuple[float, float], value: float) -> float:
     return low + (high - low) * value / 127
 
 
+def note_value(note: float, units: str) -> float:
+    """Return a note's number (MIDI, fractions allowed) in the pitch parameter's units: "midi" or "hz"."""
+    return float(frequency_hz(note, "midi")) if units == "hz" else note
+
+
 def note_targets(specs: dict[str, tuple[float, float]], pitch: str, velocity: str | None, note: float,
-                 note_velocity: float) -> dict[str, float]:
-    """Return the parameter values a note sets: its number on `pitch` (MIDI units), its velocity on `velocity`."""
-    targets = {pitch: note}
+                 note_velocity: float, units: str = "midi") -> dict[str, float]:
+    """Return the parameter values a note sets: its number on `pitch` (in `units`), its velocity on `velocity`."""
+    targets = {pitch: note_value(note, units)}
     if velocity is not None:
         targets[velocity] = from_midi_value(specs[velocity], note_velocity)
     return targets

@@ -34,6 +34,8 @@ _SIGNATURES = {  # name: (result, arguments)
     "rc_model_num_parameters": (ctypes.c_int, [ctypes.c_void_p]),
     "rc_model_parameter_name": (ctypes.c_char_p, [ctypes.c_void_p, ctypes.c_int]),
     "rc_model_velocity_value": (ctypes.c_float, [ctypes.c_void_p, ctypes.c_int, ctypes.c_float]),
+    "rc_model_reference_harmonics": (ctypes.c_int, [ctypes.c_void_p]),
+    "rc_model_note_value": (ctypes.c_float, [ctypes.c_void_p, ctypes.c_int, ctypes.c_float]),
     "rc_min_temperature": (ctypes.c_float, []),
     "rc_voice_new": (ctypes.c_void_p, [ctypes.c_void_p, ctypes.c_uint64]),
     "rc_voice_free": (None, [ctypes.c_void_p]),
@@ -85,6 +87,11 @@ class CModel:
         self.hidden_shape = (self.lib.rc_model_num_layers(handle), self.lib.rc_model_hidden_size(handle))
         self.parameter_names = [self.lib.rc_model_parameter_name(handle, i).decode()
                                 for i in range(self.lib.rc_model_num_parameters(handle))]
+        self.reference_harmonics = self.lib.rc_model_reference_harmonics(handle)  # 0: the model has no reference
+
+    def note_value(self, index: int, note: float) -> float:
+        """Return parameter `index`'s value, in its own units, for a note's number (the runtime's rule)."""
+        return self.lib.rc_model_note_value(self.handle, index, note)
 
     def velocity_value(self, index: int, velocity: float) -> float:
         """Return parameter `index`'s value, in its own units, for a note's velocity 0..127 (the runtime's rule)."""
@@ -147,7 +154,8 @@ class CVoice:
         return codes
 
     def step(self, x: np.ndarray) -> np.ndarray:
-        """Return the logits (N,) for one teacher-forced input x (1 + P,), advancing the hidden state."""
+        """Return the logits (N,) for one teacher-forced input x, the whole network input (1 + P + 2K values: audio,
+        parameters, reference), advancing the hidden state; the reference's phase is left alone."""
         logits = self.lib.rc_voice_step(self.handle, np.ascontiguousarray(x, dtype=np.float32))
         return np.ctypeslib.as_array(logits, (self.model.numtokens,)).copy()
 

@@ -313,6 +313,12 @@ int rc_model_parameter_index(const rc_model *m, const char *name) {
     return -1;
 }
 
+float rc_model_note_value(const rc_model *m, int index, float note) {
+    /* in double, as live/notes.py computes it, so the value is Python's rounded once to float */
+    if (index == m->pitch && m->pitch_in_hz) return (float)(440.0 * pow(2.0, (note - 69.0) / 12.0));
+    return note;
+}
+
 float rc_model_velocity_value(const rc_model *m, int index, float velocity) {
     /* in double, in live/notes.py's order, so the value is Python's rounded once to float */
     double low = m->low[index], high = m->high[index];

@@ -47,6 +47,9 @@ const char *rc_model_parameter_name(const rc_model *model, int index);
 void rc_model_parameter_range(const rc_model *model, int index, float *low, float *high);
 /* Returns the parameter's index, or -1 when the model has no parameter of that name. */
 int rc_model_parameter_index(const rc_model *model, const char *name);
+/* The value in parameter `index`'s own units for a note's number (MIDI): the number itself, or its frequency in Hz
+ * when `index` is the pitch parameter of a reference in Hz; the rule live play (live/notes.py) uses. */
+float rc_model_note_value(const rc_model *model, int index, float note);
 /* The value in parameter `index`'s own units for a note's velocity 0..127: low + (high - low) * velocity / 127,
  * the rule live play (live/notes.py) uses for its velocity parameter. */
 float rc_model_velocity_value(const rc_model *model, int index, float velocity);

@@ -1,4 +1,3 @@
-import ctypes
 
 import numpy as np
 import pytest
@@ -7,7 +6,7 @@ import torch
 import model.c_sampler as c_sampler
 from audioDataLoader.audio_dataset import AudioDatasetConfig, input_value_table
 from audioDataLoader.mulaw import mu_law_decode, mu_law_encode
-from live.notes import from_midi_value
+from live.notes import from_midi_value, note_value
 from model.c_sampler import CModel, CVoice, c_model
 from model.generation import SynthStream, prime, run_inference
 from model.gru_audio_model import RNN, GRUAudioConfig
@@ -147,31 +146,29 @@ def test_c_velocity_value_is_live_plays_rule():
             assert model.velocity_value(index, velocity) == expected, (index, velocity)
 
 
+@pytest.mark.parametrize("units", ["midi", "hz"])
+def test_c_note_value_is_live_plays_rule(units):
+    model, data = reference_model(0, units)
+    runtime = reference_runtime(model, data)
+    for note in (40.0, 57.5, 69.0, 80.0):
+        assert runtime.note_value(2, note) == np.float32(note_value(note, units)), note  # p, the reference's pitch
+        assert runtime.note_value(1, note) == np.float32(note)  # any other parameter takes the number as it is
+
+
 REFERENCE_SPECS = {"midi": {"instID": (1.0, 2.0), "a": (0.0, 1.0), "p": (40.0, 80.0)},
                    "hz": {"instID": (1.0, 2.0), "a": (0.0, 1.0), "p": (80.0, 900.0)}}
 
 
 def reference_model(seed: int, units: str = "midi", cond_every_layer: bool = False) -> tuple[RNN, AudioDatasetConfig]:
-    """Return (a random model with a 2-harmonic periodic reference following `p`, its data settings), its logits
-    made lively as tests/harness/backends.py's lively_model does, so that greedy play moves about."""
+    """Return (a lively random model with a 2-harmonic periodic reference following `p`, its data settings)."""
     data = AudioDatasetConfig(parameter_specs=REFERENCE_SPECS[units], pitch_parameter="p", reference_harmonics=2,
                               pitch_units=units)
-    model = random_model(seed, GRUAudioConfig(cond_size=data.conditioning_size, cond_every_layer=cond_every_layer))
-    with torch.no_grad():
-        model.input_proj.weight.mul_(3)
-        model.output.weight.mul_(40)
-    return model, data
+    config = GRUAudioConfig(cond_size=data.conditioning_size, cond_every_layer=cond_every_layer)
+    return lively_model(seed, config), data
 
 
 def reference_runtime(model: RNN, data: AudioDatasetConfig) -> CModel:
     return CModel(model_file_bytes(model, data, "in memory"))
-
-
-def reference_harmonics(model: CModel) -> int:
-    """Return the runtime's rc_model_reference_harmonics, which model/c_sampler.py does not bind."""
-    function = model.lib.rc_model_reference_harmonics
-    function.restype, function.argtypes = ctypes.c_int, [ctypes.c_void_p]
-    return function(model.handle)
 
 
 @pytest.mark.parametrize("units, cond_every_layer", [("midi", False), ("hz", False), ("midi", True)])
@@ -240,7 +237,7 @@ def test_version_1_files_load_as_models_without_a_reference(tmp_path):
                       tensors)
     old, new = (CModel.from_file(tmp_path / f"{name}.safetensors") for name in ("v1", "v2"))
     assert old.parameter_names == ["instID", "a", "p"]
-    assert reference_harmonics(old) == 0
+    assert old.reference_harmonics == 0
     cond = gliding_conditioning(500)
     np.testing.assert_array_equal(CVoice(old, 3).render_conditioned(cond), CVoice(new, 3).render_conditioned(cond))
 
@@ -250,7 +247,7 @@ def test_version_1_files_load_as_models_without_a_reference(tmp_path):
 def test_the_c_runtime_refuses_bad_reference_metadata_in_one_line_naming_the_key(tmp_path, key, value):
     (tmp_path / "good.safetensors").write_bytes(model_file_bytes(*reference_model(0), "in memory"))
     header, tensors = header_and_data(tmp_path / "good.safetensors")
-    assert reference_harmonics(CModel.from_file(tmp_path / "good.safetensors")) == 2
+    assert CModel.from_file(tmp_path / "good.safetensors").reference_harmonics == 2
     spoiled = tmp_path / "spoiled.safetensors"
     write_with_header(spoiled, {**header, "__metadata__": {**header["__metadata__"], key: value}}, tensors)
     with pytest.raises(ValueError, match=f"metadata '{key}' is '?{value}") as refused:

@@ -11,6 +11,7 @@ from live.engine import EngineConfig, LiveEngine
 from model.generation import SynthStream, run_inference
 from model.gru_audio_model import RNN, GRUAudioConfig
 from model.reference import PeriodicReference, frequency_hz
+from tests.harness.backends import lively_model
 from tests.harness.run_folders import TINY_SPECS, write_tone
 
 SR = 16000
@@ -94,12 +95,8 @@ def test_a_cold_start_window_starts_from_silence_and_fades_its_note_in(reference
 
 
 def reference_model(data: AudioDatasetConfig, seed: int = 0) -> RNN:
-    torch.manual_seed(seed)
-    model = RNN(GRUAudioConfig(cond_size=data.conditioning_size)).eval()
-    with torch.no_grad():  # well separated logits, so that greedy draws are equal across backends
-        model.input_proj.weight.mul_(3)
-        model.output.weight.mul_(40)
-    return model
+    """A lively model (greedy draws equal across backends) that takes data's parameters and reference."""
+    return lively_model(seed, GRUAudioConfig(cond_size=data.conditioning_size))
 
 
 @pytest.mark.parametrize("backend", ["numba", "c"])
@@ -158,3 +155,14 @@ def test_cold_windows_start_at_a_files_attack_and_no_window_lies_in_its_release_
     assert 16 <= int(at_attack.sum()) <= 48  # about half the windows start cold, at the attack
     assert (inputs[at_attack, 0, 0] == silence / 255).all()
     assert not (targets[..., 0] == silence).all(dim=1).any()  # no window is silence throughout
+
+
+def test_a_note_sets_a_pitch_parameter_in_hz_to_its_frequency():
+    data = AudioDatasetConfig(parameter_specs={"instID": (1, 2), "a": (0, 1), "p": (100.0, 1000.0)},
+                              pitch_parameter="p", pitch_units="hz", reference_harmonics=1)
+    engine = LiveEngine(reference_model(data), data, EngineConfig(voices=1, output_rate=SR, seed=0))
+    engine.note_on(69, at=0)
+    engine.pull(100)
+    pitch = engine._params.at(np.array([0]), np.array([99.0]))[0, 0, 2]
+    assert pitch == pytest.approx(440.0)
+    assert engine._voices.phase[0] == pytest.approx(100 * 2 * math.pi * 440.0 / SR)

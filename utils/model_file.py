@@ -7,10 +7,11 @@ input_proj.weight (H, 1+P), input_proj.bias (H); for each GRU layer k, gru.k.wei
 reader needs no second JSON parser.
 
 P, the network's conditioning, is the named parameters followed by the periodic reference's 2K channels
-(model/reference.py): cond_size = parameters + 2K, with `reference.harmonics` K (version 2; 0 or absent: none),
-`reference.pitch` the index of the parameter whose frequency the reference follows and `reference.units` its units
-("midi" or "hz"). A player computes the reference itself: its phase starts at 0 with the voice and advances by
-2π f0 / sample_rate each sample; the channels are sin kφ, cos kφ for k = 1..K.
+(model/reference.py): cond_size = parameters + 2K, with `reference.harmonics` K (required from version 2; 0: none;
+version 1 files have none), `reference.pitch` the index of the parameter whose frequency the reference follows and
+`reference.units` its units ("midi" or "hz"). A player computes the reference itself: its phase starts at 0 with
+the voice and advances by 2π f0 / sample_rate each sample, one float64 sum never wrapped; the channels are
+sin kφ, cos kφ for k = 1..K.
 """
 from __future__ import annotations
 
@@ -70,11 +71,12 @@ def model_file_bytes(model: RNN, data: AudioDatasetConfig, source: str) -> bytes
 
 
 def _configs(metadata: dict[str, str], path: Path) -> tuple[GRUAudioConfig, AudioDatasetConfig]:
+    version_1 = metadata["format_version"] == "1"  # written before the reference existed: none
     try:
         sizes = {name: int(metadata[name]) for name in _SIZES}
         model_options = {"dropout": float(metadata["dropout"]),
                          "cond_every_layer": bool(int(metadata["cond_every_layer"]))}
-        harmonics = int(metadata.get("reference.harmonics", "0"))
+        harmonics = 0 if version_1 else int(metadata["reference.harmonics"])
         specs = {metadata[f"parameter.{i}.name"]: (float(metadata[f"parameter.{i}.min"]),
                                                    float(metadata[f"parameter.{i}.max"]))
                  for i in range(sizes["cond_size"] - 2 * harmonics)}

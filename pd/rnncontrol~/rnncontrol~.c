@@ -116,7 +116,7 @@ static void rnncontrol_tilde_note(t_rnncontrol_tilde *x, t_floatarg pitch, t_flo
         pd_error(x, "rnncontrol~: velocity must be within 0..127, got %g", velocity);
         return;
     }
-    set_parameter(x, rc_model_parameter_name(x->model, x->pitch), pitch);
+    set_parameter(x, rc_model_parameter_name(x->model, x->pitch), rc_model_note_value(x->model, x->pitch, pitch));
     if (x->velocity >= 0)
         set_parameter(x, rc_model_parameter_name(x->model, x->velocity),
                       rc_model_velocity_value(x->model, x->velocity, velocity));

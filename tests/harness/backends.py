@@ -15,9 +15,9 @@ def random_model(seed: int, config: GRUAudioConfig = GRUAudioConfig()) -> RNN:
     return RNN(config).eval()
 
 
-def lively_model(seed: int) -> RNN:
+def lively_model(seed: int, config: GRUAudioConfig = GRUAudioConfig()) -> RNN:
     """A random model with well separated logits, so that the most likely class moves about and leads clearly."""
-    model = random_model(seed)
+    model = random_model(seed, config)
     with torch.no_grad():
         model.input_proj.weight.mul_(3)
         model.output.weight.mul_(40)
