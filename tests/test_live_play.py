@@ -9,10 +9,12 @@ from train import train
 from utils.run_folder import load_model
 
 
-@pytest.fixture(scope="module")
-def tiny_model(tiny_data_dir, tmp_path_factory):
+@pytest.fixture(scope="module", params=[{}, {"pitch_parameter": "p", "reference_harmonics": 2}],
+                ids=["original", "periodic reference"])
+def tiny_model(request, tiny_data_dir, tmp_path_factory):
     run = train({"datadir": str(tiny_data_dir), "props": TINY_SPECS, "num_epochs": 1, "batches_per_epoch": 1,
-                 "batch_size": 4, "seqLen": 32, "savemodeldir": str(tmp_path_factory.mktemp("output"))})
+                 "batch_size": 4, "seqLen": 32, "savemodeldir": str(tmp_path_factory.mktemp("output")),
+                 **request.param})
     return load_model(run)
 
 
