@@ -263,8 +263,16 @@ def compile_sampler(weights: GRUWeights) -> tuple[float, bool]:
     start = time.perf_counter()
     layers, size = weights.w_hh_t.shape[:2]
     parameters, numtokens = weights.in_w_t.shape[0] - 1, weights.out_b.shape[0]
-    sample_numba(weights, np.zeros((1, 0, parameters), np.float32), np.zeros(1, np.int64),
-                 np.zeros((1, layers, size), np.float32), np.zeros(numtokens, np.float32), 1, 1.0, seed_states(0, 1))
+    # The first parallel call starts numba's thread pool. Its OpenMP layer is PyTorch's OpenMP runtime, and starting
+    # sets that runtime's thread count to numba's: a process training on one thread would train on every core after
+    # its first generation, its threads spinning against each other on a busy machine. Keep PyTorch's count.
+    torch_threads = torch.get_num_threads()
+    try:
+        sample_numba(weights, np.zeros((1, 0, parameters), np.float32), np.zeros(1, np.int64),
+                     np.zeros((1, layers, size), np.float32), np.zeros(numtokens, np.float32), 1, 1.0,
+                     seed_states(0, 1))
+    finally:
+        torch.set_num_threads(torch_threads)
     return time.perf_counter() - start, sum(_sample_voices.stats.cache_misses.values()) > misses
 
 

@@ -1,3 +1,7 @@
+import os
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import torch
@@ -91,3 +95,17 @@ def test_auto_backend_falls_back_to_torch_without_numba(monkeypatch):
 def test_an_unknown_backend_is_refused_with_the_choices():
     with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'torch', 'numba', 'c'\), got 'cuda'"):
         run_inference(random_model(0), np.zeros((10, 3), np.float32), backend="cuda")
+
+
+def test_generating_leaves_pytorchs_thread_count_as_it_was():
+    """numba's thread pool starts on the first generation of a process; training afterwards keeps its threads."""
+    script = ("import numpy as np, torch\n"
+              "torch.set_num_threads(1)\n"
+              "from model.generation import run_inference\n"
+              "from model.gru_audio_model import RNN, GRUAudioConfig\n"
+              "run_inference(RNN(GRUAudioConfig()).eval(), np.zeros((4, 50, 3), np.float32), seed=0, backend='numba')\n"
+              "print(torch.get_num_threads())\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                            env={**os.environ, "NUMBA_NUM_THREADS": "2"})
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split()[-1] == "1"
