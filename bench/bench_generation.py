@@ -16,8 +16,10 @@ import numba
 import numpy as np
 import torch
 
+from audioDataLoader.audio_dataset import AudioDatasetConfig
 from model.generation import SynthStream
 from model.gru_audio_model import RNN, GRUAudioConfig
+from model.reference import PeriodicReference
 
 SAMPLE_RATE = 16000
 
@@ -31,12 +33,14 @@ class Case:
     threads: int
 
 
-def samples_per_second(model: RNN, case: Case, length: int, repeats: int) -> float:
+def samples_per_second(model: RNN, case: Case, length: int, repeats: int,
+                       reference: PeriodicReference | None = None) -> float:
     """Return the median samples/s (all voices) of a stream rendering blocks of `length` samples per voice."""
     torch.set_num_threads(case.threads)
     numba.set_num_threads(case.threads)
-    cond = np.random.default_rng(0).uniform(size=(case.voices, length, model.config.cond_size)).astype(np.float32)
-    stream = SynthStream(model, seed=0, backend=case.backend, sample_rate=SAMPLE_RATE)
+    parameters = model.config.cond_size - (reference.size if reference else 0)
+    cond = np.random.default_rng(0).uniform(size=(case.voices, length, parameters)).astype(np.float32)
+    stream = SynthStream(model, seed=0, backend=case.backend, sample_rate=SAMPLE_RATE, reference=reference)
     stream.render(cond[:, :32])
     rates = []
     for _ in range(repeats):
@@ -63,6 +67,19 @@ def c_over_numba(model: RNN, length: int, repeats: int) -> float:
             rate[stream.backend] = stream.rate.samples_per_second
         ratios.append(rate["c"] / rate["numba"])
     return statistics.median(ratios)
+
+
+def with_reference(length: int, repeats: int, harmonics: int = 3) -> tuple[float, float]:
+    """Return (samples/s, that over the speed without) of one voice on numba playing a periodic reference."""
+    data = AudioDatasetConfig(pitch_parameter="p", reference_harmonics=harmonics)
+    torch.manual_seed(0)
+    model = RNN(GRUAudioConfig(cond_size=data.conditioning_size)).eval()
+    plain = RNN(GRUAudioConfig()).eval()
+    ratios, rates = [], []
+    for _ in range(repeats):  # in turns, so that a shared machine's swings hit both alike
+        rates.append(samples_per_second(model, Case("numba", 1, 1), length, 1, PeriodicReference.of(data)))
+        ratios.append(rates[-1] / samples_per_second(plain, Case("numba", 1, 1), length, 1))
+    return statistics.median(rates), statistics.median(ratios)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -101,6 +118,9 @@ def main(argv: list[str] | None = None) -> None:
     print(f"one voice, one thread: C runtime / numba = {runtime / compiled:.2f}x, {runtime / SAMPLE_RATE:.1f}x real "
           f"time; rendering in turns, C / numba = {c_over_numba(model, length, args.repeats):.2f}x (median of "
           f"{args.repeats} rounds; goal: at least numba's speed)")
+    referenced, ratio = with_reference(length, args.repeats)
+    print(f"one voice, one thread, with a 3-harmonic periodic reference: {referenced / SAMPLE_RATE:.1f}x real time, "
+          f"{ratio:.2f}x the speed without (median of {args.repeats} rounds; goal: at least 10x real time)")
     for voices in args.voices:
         batched = rates[Case("numba", voices, cores)]
         print(f"{voices} voices: numba {cores} threads / torch {cores} threads = "
