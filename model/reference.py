@@ -19,6 +19,7 @@ import torch
 
 if TYPE_CHECKING:
     from audioDataLoader.audio_dataset import AudioDatasetConfig
+    from model.sampler import Voices
 
 TWO_PI = 2.0 * math.pi
 PITCH_UNITS = ("midi", "hz")
@@ -108,7 +109,7 @@ class ReferencedVoices:
     reference, as the network does.
     """
 
-    def __init__(self, inner, reference: PeriodicReference, phase: np.ndarray) -> None:
+    def __init__(self, inner: Voices, reference: PeriodicReference, phase: np.ndarray) -> None:
         self.inner, self.reference, self.phase = inner, reference, np.asarray(phase, dtype=np.float64).copy()
 
     def __len__(self) -> int:
