@@ -16,7 +16,7 @@ from audioDataLoader import pitch_shift
 from audioDataLoader.encoded_cache import encoded_audio
 from audioDataLoader.labels import read_labels
 from audioDataLoader.mulaw import mu_law_decode, mu_law_encode
-from model.reference import PeriodicReference, frequency_hz
+from model.reference import PeriodicReference
 
 # How fast a cold-start window's note fades in from silence: a few milliseconds, a note's attack with no click.
 COLD_START_FADE_MS = 5.0
@@ -345,10 +345,8 @@ class MuLawAudioDataset(Dataset):
 
     def _reference_channels(self, codes: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """Return the reference (B, T, 2K) aligned to each window's targets, at each window's (shifted) pitch."""
-        reference = self.reference
-        pitch = reference.low + (reference.high - reference.low) * params[:, reference.pitch_index].double()
         target = mu_law_decode(codes[:, 1:], self.config.numtokens)
-        return reference.aligned(target, frequency_hz(pitch, reference.units))
+        return self.reference.aligned(target, self.reference.frequency(params[:, self.reference.pitch_index]))
 
     def _fade_in(self, codes: torch.Tensor, audio_in: torch.Tensor, rows: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor]:

@@ -57,10 +57,14 @@ class PeriodicReference:
         """Return the number of channels, 2K."""
         return 2 * self.harmonics
 
+    def frequency(self, normalized: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
+        """Return the oscillator's frequency in Hz (float64) for the pitch parameter's values in [0, 1]."""
+        wide = normalized.double() if isinstance(normalized, torch.Tensor) else np.asarray(normalized, np.float64)
+        return frequency_hz(self.low + (self.high - self.low) * wide, self.units)
+
     def increments(self, cond: np.ndarray) -> np.ndarray:
         """Return the phase step (radians, float64) at each row of cond (..., P) in [0, 1]."""
-        pitch = self.low + (self.high - self.low) * np.asarray(cond[..., self.pitch_index], dtype=np.float64)
-        return TWO_PI * frequency_hz(pitch, self.units) / self.sample_rate
+        return TWO_PI * self.frequency(cond[..., self.pitch_index]) / self.sample_rate
 
     def channels(self, cond: np.ndarray, phase: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Return (channels (B, T, 2K) float32, the phase after the block (B,)) for cond (B, T, P) in [0, 1].
