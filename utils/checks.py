@@ -13,16 +13,23 @@ import torch
 # Below this the PyTorch sampler's logits / temperature overflow float32; top_n=1 is the greedy draw. The C runtime
 # refuses the same (RC_MIN_TEMPERATURE in runtime/rnncontrol.h).
 MIN_TEMPERATURE = 1e-3
+# The networks, the live engine and the C runtime hold values as float32; a finite float64 above this becomes
+# infinite there (1e39 as a pitch), so such values are refused as if they were infinite.
+FLOAT32_MAX = float(np.finfo(np.float32).max)
 
 
 def finite_number(name: str, value: object) -> float:
-    """Return value as a float, or raise ValueError naming `name` if it is not a finite number."""
+    """Return value as a float, or raise ValueError naming `name` if it is not a number finite in float32."""
     try:
         number = float(value)
     except (TypeError, ValueError):
         raise ValueError(f"{name}: {value!r} is not a number; give a finite number") from None
+    except OverflowError:  # an integer too large for a float
+        number = math.inf
     if not math.isfinite(number):
         raise ValueError(f"{name}: {value!r} is not finite; give a finite number")
+    if abs(number) > FLOAT32_MAX:
+        raise ValueError(f"{name}: {value!r} is beyond float32's range (±{FLOAT32_MAX:.3g}); give a smaller number")
     return number
 
 
@@ -33,11 +40,11 @@ def check_finite_array(name: str, values: np.ndarray | torch.Tensor | list[float
     voice), so generation and live play refuse it here.
     """
     tensor = values.detach() if isinstance(values, torch.Tensor) else torch.from_numpy(np.asarray(values, float))
-    bad = ~torch.isfinite(tensor)
+    bad = ~torch.isfinite(tensor) | (tensor.abs() > FLOAT32_MAX)
     if bad.any():
         first = tuple(int(i) for i in bad.nonzero()[0])
         raise ValueError(f"{name} holds {int(bad.sum())} NaN or infinite values (the first at index {first}); "
-                         "give finite parameter values")
+                         "give finite parameter values within float32's range")
 
 
 def check_sampling_settings(top_n: int | None, temperature: float) -> None:
