@@ -2,8 +2,9 @@
 
     python evaluate.py --run_directory output/20261124-120000 [--seconds 1] [--top_n 3] [--seed 0]
     python evaluate.py --instrument timbre --pitch note --amplitude level   # a run with other parameter names
+    python evaluate.py --model models/clarinet_trumpet.safetensors --data_dir data/nsynth.64.76_sm  # a model file
 
-writes RUN/evaluation/: summary.csv, summary.md, notes.csv, evaluation_config.json and four plots.
+writes RUN/evaluation/ (for a model file, output/<its name>/evaluation/): summary.csv, summary.md, notes.csv, evaluation_config.json and four plots.
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import fields
 from evaluation.report import summary_markdown, write_report
 from evaluation.run import EvaluationConfig, evaluate_run
 from utils.command_line import add_run_directory, exit_on_bad_input, run_directory
+from utils.run_folder import outputs_folder
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -32,13 +34,16 @@ def main(argv: list[str] | None = None) -> None:
     for role in ("instrument", "pitch", "amplitude"):
         parser.add_argument(f"--{role}", default=getattr(defaults, role), metavar="NAME",
                             help=f"the run's parameter that sets the {role} (default: %(default)s)")
+    parser.add_argument("--data_dir", help="the data to measure against (default: the folder the model was trained "
+                        "on, as its config.json or model file names it)")
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--output_dir", help="default: <run_directory>/evaluation")
     args = parser.parse_args(argv)
     settings = {field.name: getattr(args, field.name) for field in fields(EvaluationConfig)}
     with exit_on_bad_input():
-        evaluation = evaluate_run(run_directory(args), EvaluationConfig(**settings), args.device)
-    folder = write_report(evaluation, args.output_dir)
+        source = run_directory(args)
+        evaluation = evaluate_run(source, EvaluationConfig(**settings), args.device, data_dir=args.data_dir)
+    folder = write_report(evaluation, args.output_dir or outputs_folder(source) / "evaluation")
     print(summary_markdown(evaluation))
     print(f"wrote {folder}")
 

@@ -20,7 +20,7 @@ from model.reference import PeriodicReference
 from model.sampler import BACKENDS
 from utils.checks import check_sampling_settings
 from utils.command_line import add_run_directory, exit_on_bad_input, named_numbers, run_directory
-from utils.run_folder import load_model
+from utils.run_folder import load_model, outputs_folder
 from utils.wav import save_wav
 
 
@@ -81,7 +81,7 @@ def _check_output_path(path: Path, option: str) -> None:
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    add_run_directory(parser)
+    add_run_directory(parser, shipped_fallback=True)
     parser.add_argument("--top_n", type=int, default=3, help="draw among the n most likely samples (0: all)")
     parser.add_argument("--temperature", type=float, default=1.0)
     parser.add_argument("--length_seconds", type=float, default=2.0)
@@ -91,7 +91,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
                         help="sampler: auto (numba on CPU, torch on CUDA), torch, numba, or c (the C runtime)")
-    parser.add_argument("--output_wav_path", help="default: <run_directory>/generated.wav")
+    parser.add_argument("--output_wav_path", help="default: <run_directory>/generated.wav, or "
+                        "output/<model file's name>/generated.wav")
     parser.add_argument("--output_plot_path", help="default: the WAV path with .png")
     return parser.parse_args(argv)
 
@@ -104,11 +105,11 @@ def main(argv: list[str] | None = None) -> None:
                                counts=(1, 2)) for text in args.param)}
     with exit_on_bad_input():
         check_sampling_settings(args.top_n, args.temperature)
-        run_folder = run_directory(args)
-        model, config = load_model(run_folder, args.device)
+        source = run_directory(args, shipped_fallback=True)
+        model, config = load_model(source, args.device)
         data = config["data"]
         length = _length_in_samples(args.length_seconds, data.sample_rate, len(data.parameter_specs))
-        wav_path = Path(args.output_wav_path or run_folder / "generated.wav")
+        wav_path = Path(args.output_wav_path or outputs_folder(source) / "generated.wav")
         plot_path = Path(args.output_plot_path or wav_path.with_suffix(".png"))
         if wav_path.resolve() == plot_path.resolve():
             raise ValueError(f"the WAV and the plot would both be written to {wav_path}; give --output_plot_path")

@@ -178,7 +178,8 @@ def measure_data(data: AudioDatasetConfig, config: EvaluationConfig) -> tuple[Re
         dataset = MuLawAudioDataset(replace(data, exclude={}))
     except FileNotFoundError as error:
         raise FileNotFoundError(f"{error}. A run is measured against its data (config.json data.data_dir, relative "
-                                "to the folder it was trained from): run the evaluation from that folder") from None
+                                "to the folder it was trained from): run the evaluation from that folder, or give "
+                                "the data's folder (evaluate.py --data_dir)") from None
     names = list(data.parameter_specs)
     # The dataset holds float32; file names carry a few decimals, so rounding gives back the named values.
     settings = np.round(dataset.raw_parameters.astype(np.float64), 6)
@@ -251,14 +252,16 @@ STAGES = ("data files measured", "grid notes generated", "grid notes measured", 
 
 
 def evaluate_run(run_directory: str | Path, config: EvaluationConfig = EvaluationConfig(),
-                 device: str | None = None, progress: Callable[[str], None] = lambda stage: None) -> Evaluation:
-    """Return the evaluation of a run folder: the grid notes and glides generated and measured, and the data.
+                 device: str | None = None, progress: Callable[[str], None] = lambda stage: None,
+                 data_dir: str | Path | None = None) -> Evaluation:
+    """Return the evaluation of a run folder or model file: the grid notes and glides generated and measured, and
+    the data, read from `data_dir` where given (a model file's data may live elsewhere than where it was trained).
 
     `progress(stage)` is called as each of STAGES ends, for a progress bar: the whole takes tens of seconds.
     """
     run_directory = Path(run_directory)
     model, run_config = load_model(run_directory, device)
-    data = run_config["data"]
+    data = run_config["data"] if data_dir is None else replace(run_config["data"], data_dir=str(data_dir))
     specs, sr = data.parameter_specs, data.sample_rate
     _check_names(config, specs)
     settle, length = int(round(config.settle_seconds * sr)), int(round(config.seconds * sr))

@@ -21,7 +21,7 @@ from utils.command_line import add_run_directory, exit_on_bad_input, named_numbe
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add = parser.add_argument
-    add_run_directory(parser)
+    add_run_directory(parser, shipped_fallback=True)
     add("--audio", choices=OUTPUTS, default="portaudio", help="output: the sound card, a JACK server, or none")
     add("--device", help="PortAudio output device, by number or name (see --list-devices)")
     add("--list-devices", action="store_true", help="list the audio devices and MIDI ports, then exit")
@@ -84,7 +84,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     try:
         with exit_on_bad_input():
-            synth = LiveSynth.from_run(run_directory(args), engine=_engine_config(args), audio=args.audio,
+            synth = LiveSynth.from_run(run_directory(args, shipped_fallback=True), engine=_engine_config(args), audio=args.audio,
                                        rate=args.rate, period=args.period, buffer_ms=args.buffer_ms,
                                        device=args.device, jack_server=args.jack_server, connect=not args.no_connect,
                                        record=args.record, realtime=not args.no_realtime)

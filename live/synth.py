@@ -11,7 +11,7 @@ from live.outputs import open_output
 from live.realtime import Generator, RingBuffer, played_audio
 from model.gru_audio_model import RNN
 from utils.checks import finite_number
-from utils.run_folder import load_model, newest_run
+from utils.run_folder import load_model, newest_run_or_shipped_model
 from utils.wav import save_wav
 
 # From bench/bench_live.py on the quiet 2-core machine (docs/results/speed.md), 20 s a row: 4 ms underflowed (7 times with one voice,
@@ -51,8 +51,9 @@ class LiveSynth:
 
     @classmethod
     def from_run(cls, run_directory: str | Path | None = None, **options) -> LiveSynth:
-        """Return a LiveSynth for a run folder (default: the newest under output/); options as for __init__."""
-        model, config = load_model(run_directory or newest_run(), "cpu")
+        """Return a LiveSynth for a run folder or model file (default: the newest run under output/, else the shipped
+        default model); options as for __init__."""
+        model, config = load_model(run_directory or newest_run_or_shipped_model(), "cpu")
         return cls(model, config["data"], **options)
 
     def start(self) -> LiveSynth:

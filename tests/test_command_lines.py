@@ -42,7 +42,7 @@ def test_inference_names_a_missing_parameter(tiny_data_dir, tmp_path):
 def test_inference_names_a_run_folder_that_is_not_there(tmp_path):
     generated = run("inference.py", "--run_directory", str(tmp_path / "nowhere"), "--param", "p=70")
     assert generated.returncode != 0 and "Traceback" not in generated.stderr
-    assert f"{tmp_path / 'nowhere'} is not a run folder" in generated.stderr
+    assert f"{tmp_path / 'nowhere'}: no such run folder or model file" in generated.stderr
 
 
 def test_malformed_training_options_name_the_option_and_its_form():

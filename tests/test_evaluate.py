@@ -29,6 +29,7 @@ from evaluation.run import (
     summary_row,
     value_group,
 )
+from export import export
 from tests.harness.run_folders import ROOT, TINY_SPECS, write_tone
 from train import train
 from utils.pitch import midi_to_hz
@@ -176,6 +177,18 @@ def test_command_line_writes_tables_and_plots_with_trained_held_out_and_between_
     assert len(generated) == 2 * 3 * 2  # instruments x pitches 64, 70, 76 x amplitudes
     assert json.loads((folder / "evaluation_config.json").read_text())["seed"] == 1
     assert "| data | held-out |" in capsys.readouterr().out
+
+
+def test_a_model_file_is_evaluated_against_data_given_separately_with_its_held_out_values(tiny_run, tiny_data_dir,
+                                                                                         tmp_path, monkeypatch):
+    model_file = export(tiny_run, tmp_path / "tiny.safetensors")
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit, match="give the data's folder \\(evaluate.py --data_dir\\)"):
+        main(["--model", str(model_file), "--data_dir", "elsewhere", *TINY_ARGV])
+    main(["--model", str(model_file), "--data_dir", str(tiny_data_dir), *TINY_ARGV])
+    with open(tmp_path / "output" / "tiny" / "evaluation" / "summary.csv") as f:
+        groups = {(row["source"], row["group"]) for row in csv.DictReader(f)}
+    assert {("generated", "trained"), ("generated", "held-out"), ("data", "held-out")} <= groups
 
 
 def test_command_line_names_its_options_and_the_config_fields_when_the_names_do_not_match(tiny_run):

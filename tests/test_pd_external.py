@@ -139,10 +139,8 @@ def test_pd_at_44100_hz_plays_the_pitches_its_note_messages_ask_for(tmp_path, mo
         assert error < 50, f"note {pitch}: median pitch error {error:.0f} cents"
 
 
-def test_the_help_patch_opens_and_plays_with_an_exported_model_beside_it(tmp_path, model_file):
-    shutil.copy(EXTERNAL / "rnncontrol~-help.pd", tmp_path)
-    shutil.copy(model_file, tmp_path / "model.safetensors")
-    result = open_in_pd(tmp_path, "rnncontrol~-help.pd")
+def test_the_help_patch_opens_where_it_is_and_loads_the_shipped_default_model(built_runtime):
+    result = open_in_pd(EXTERNAL, "rnncontrol~-help.pd")
     assert result.returncode == 0, result.stderr
     assert "error" not in result.stderr and "couldn't create" not in result.stderr, result.stderr
 

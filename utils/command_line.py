@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from utils.run_folder import newest_run
+from utils.run_folder import newest_run, newest_run_or_shipped_model
 
 
 def named_numbers(text: str, option: str, form: str, separator: str = ":",
@@ -28,14 +28,20 @@ def named_numbers(text: str, option: str, form: str, separator: str = ":",
     return name, numbers
 
 
-def add_run_directory(parser: argparse.ArgumentParser) -> None:
-    """Add --run_directory, the run folder a command opens."""
-    parser.add_argument("--run_directory", help="run folder written by train.py (default: newest under output/)")
+def add_run_directory(parser: argparse.ArgumentParser, shipped_fallback: bool = False) -> None:
+    """Add --run_directory (or --model), the run folder or model file a command opens."""
+    fallback = ", else the shipped default model" if shipped_fallback else ""
+    parser.add_argument("--run_directory", "--model", dest="run_directory", metavar="RUN_OR_MODEL_FILE",
+                        help="a run folder written by train.py, or a model file (.safetensors) written by export.py "
+                             f"or shipped in models/ (default: the newest run under output/{fallback})")
 
 
-def run_directory(args: argparse.Namespace) -> Path:
-    """Return the run folder given with --run_directory, or the newest under output/ (FileNotFoundError if none)."""
-    return Path(args.run_directory) if args.run_directory else newest_run()
+def run_directory(args: argparse.Namespace, shipped_fallback: bool = False) -> Path:
+    """Return the run folder or model file given with --run_directory, or the newest run under output/; where there
+    is none, the shipped default model if `shipped_fallback`, else FileNotFoundError."""
+    if args.run_directory:
+        return Path(args.run_directory)
+    return newest_run_or_shipped_model() if shipped_fallback else newest_run()
 
 
 @contextmanager

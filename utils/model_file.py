@@ -15,6 +15,7 @@ sin kφ, cos kφ for k = 1..K.
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -52,6 +53,8 @@ def model_metadata(config: GRUAudioConfig, data: AudioDatasetConfig, source: str
                 "cond_every_layer": str(int(config.cond_every_layer)), "dropout": repr(config.dropout),
                 "encode": str(int(data.encode)), "sample_rate": str(data.sample_rate), "data_dir": str(data.data_dir),
                 "source": source, "reference.harmonics": str(data.reference_harmonics)}
+    if data.exclude:  # the held-out values, so an evaluation of the file tells them from the trained ones
+        metadata["exclude"] = json.dumps(data.exclude)
     if data.reference_harmonics:
         metadata.update({"reference.pitch": str(list(data.parameter_specs).index(data.pitch_parameter)),
                          "reference.units": data.pitch_units})
@@ -61,13 +64,14 @@ def model_metadata(config: GRUAudioConfig, data: AudioDatasetConfig, source: str
     return metadata
 
 
-def model_file_bytes(model: RNN, data: AudioDatasetConfig, source: str) -> bytes:
-    """Return the model file's bytes for `model` trained on `data`; `source` says which run it came from."""
+def model_file_bytes(model: RNN, data: AudioDatasetConfig, source: str, card: dict[str, str] | None = None) -> bytes:
+    """Return the model file's bytes for `model` trained on `data`; `source` says which run it came from, `card`
+    holds a model card's metadata (models/card.py)."""
     if data.conditioning_size != model.config.cond_size:
         raise ValueError(f"the data names {len(data.parameter_specs)} parameters {list(data.parameter_specs)} and "
                          f"{data.reference_harmonics} reference harmonics, but the model takes {model.config.cond_size} "
                          "conditioning values")
-    return save_tensors(model_tensors(model), model_metadata(model.config, data, source))
+    return save_tensors(model_tensors(model), {**model_metadata(model.config, data, source), **(card or {})})
 
 
 def _configs(metadata: dict[str, str], path: Path) -> tuple[GRUAudioConfig, AudioDatasetConfig]:
@@ -86,8 +90,9 @@ def _configs(metadata: dict[str, str], path: Path) -> tuple[GRUAudioConfig, Audi
                          "pitch_parameter": list(specs)[int(metadata["reference.pitch"])]}
         data = AudioDatasetConfig(data_dir=metadata["data_dir"], parameter_specs=specs,
                                   encode=bool(int(metadata["encode"])), numtokens=sizes["numtokens"],
-                                  sample_rate=int(metadata["sample_rate"]), **reference)
-    except (KeyError, ValueError, IndexError) as error:
+                                  sample_rate=int(metadata["sample_rate"]),
+                                  exclude=json.loads(metadata.get("exclude", "{}")), **reference)
+    except (KeyError, ValueError, IndexError, TypeError) as error:
         raise ValueError(f"{path}: its metadata is incomplete or wrong ({type(error).__name__}: {error}); "
                          "export the run again with export.py") from error
     return GRUAudioConfig(**sizes, **model_options), data

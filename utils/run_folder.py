@@ -6,6 +6,7 @@ import json
 import math
 import pickle
 import re
+import sys
 import time
 import types
 import typing
@@ -30,6 +31,8 @@ _ADDED_IN_VERSION = {
 }
 CONFIG_NAME = "config.json"
 LAST_CHECKPOINT = Path("checkpoints") / "last_checkpoint.pt"
+# The model that plays where no run was given and none is trained yet (models/README.md has its card).
+SHIPPED_DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "models" / "clarinet_trumpet.safetensors"
 # write_atomically's temporary files: ".<name>.<random>.tmp" beside the file being written.
 TEMPORARY_GLOB = ".*.*.tmp"
 Config = TypeVar("Config")
@@ -231,6 +234,24 @@ def newest_run(output_dir: str | Path = "output") -> Path:
     return max(runs, key=lambda p: (p / LAST_CHECKPOINT).stat().st_mtime)
 
 
+def newest_run_or_shipped_model(output_dir: str | Path = "output") -> Path:
+    """Return the newest run under `output_dir`, or, where none is trained yet, the shipped default model (and say so
+    on stderr)."""
+    try:
+        return newest_run(output_dir)
+    except FileNotFoundError:
+        print(f"no trained run under {output_dir}/: playing the shipped default model {SHIPPED_DEFAULT_MODEL} "
+              "(train your own with train.py or Train.ipynb)", file=sys.stderr)
+        return SHIPPED_DEFAULT_MODEL
+
+
+def outputs_folder(source: str | Path) -> Path:
+    """Return where a command writes what it makes from `source` by default: a run folder itself, or for a model
+    file, output/<its name>/ (never beside the file: models/ holds shipped files only)."""
+    source = Path(source)
+    return source if source.is_dir() else Path("output") / source.stem
+
+
 def load_model(run_directory: str | Path, device: torch.device | str | None = None,
                checkpoint: str | Path | None = None) -> tuple[RNN, dict]:
     """Return (model in eval mode with the run's last (or given) checkpoint, the run's config).
@@ -238,6 +259,9 @@ def load_model(run_directory: str | Path, device: torch.device | str | None = No
     `run_directory` may also be a model file written by export.py; its config then holds "model" and "data".
     """
     run_directory = Path(run_directory)
+    if not run_directory.exists():
+        raise FileNotFoundError(f"{run_directory}: no such run folder or model file; give a run folder written by "
+                                "train.py or a model file (.safetensors) written by export.py (models/ has shipped ones)")
     if device is None:
         device = "cuda" if torch.cuda.is_available() else "cpu"
     if run_directory.is_file():

@@ -1,0 +1,1 @@
+"""Shipped pretrained models: the model files, their cards (card.py) and the script that remakes them (remake.py)."""
