@@ -84,6 +84,8 @@ VARIANTS = {
     "reference x3": {**_ORIGINAL, "pitch_parameter": "p", "reference_harmonics": 3},
     "reference x3+cold": {**_ORIGINAL, "pitch_parameter": "p", "reference_harmonics": 3, "cold_start": 0.1},
     "reference x3+cold+shift": {**_ORIGINAL, **_SHIFT, "reference_harmonics": 3, "cold_start": 0.1},
+    "reference x3+cold+shift+every-layer": {**_ORIGINAL, **_SHIFT, "reference_harmonics": 3, "cold_start": 0.1,
+                                            "cond_every_layer": True},
 }
 # How each pair is rendered: the middle of held notes (the original data set), or whole notes as NSynth ships them.
 SHAPES = ("middle", "whole")
