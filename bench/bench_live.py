@@ -80,9 +80,10 @@ class Result:
     real_time_share: float
 
 
-def play(model, data, server: str, voices: int, seconds: float, buffer_ms: float) -> Result:
+def play(model, data, server: str, voices: int, seconds: float, buffer_ms: float, backend: str = "auto") -> Result:
     """Play `seconds` with `voices` sounding, pitch changes over OSC every 250 ms; return the measurements."""
-    engine = EngineConfig(voices=voices, drone=True, seed=0, initial={"instID": 1, "a": 0.8, "p": PITCHES[0]})
+    engine = EngineConfig(voices=voices, drone=True, seed=0, initial={"instID": 1, "a": 0.8, "p": PITCHES[0]},
+                          backend=backend)
     synth = LiveSynth(model, data, engine, audio="jack", jack_server=server, connect=False, buffer_ms=buffer_ms)
     listener = OscListener(synth, 0)
     client = SimpleUDPClient("127.0.0.1", listener.port)

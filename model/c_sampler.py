@@ -1,7 +1,8 @@
 """The C runtime (runtime/librnncontrol.so) through ctypes: models, voices, and `CVoices`, SynthStream's "c" backend.
 
 The library is built by scripts/setup.sh (`make -C runtime`). Calls into it release the GIL, so voices render on
-threads of their own, as the runtime allows (a model is read-only, a voice owns its memory).
+threads of their own, as the runtime allows (a model is read-only, a voice owns its memory). `CVoices` renders its
+voices together (`rc_voices_render`): each weight is read once a sample for all of them.
 """
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ LIBRARY = Path(__file__).resolve().parents[1] / "runtime" / "librnncontrol.so"
 _ERROR_SIZE = 512
 _FLOATS = np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")
 _CODES = np.ctypeslib.ndpointer(np.int32, flags="C_CONTIGUOUS")
+_HANDLES = ctypes.POINTER(ctypes.c_void_p)
 _SIGNATURES = {  # name: (result, arguments)
     "rc_model_load": (ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t]),
     "rc_model_load_buffer": (ctypes.c_void_p, [ctypes.c_char_p, ctypes.c_size_t, ctypes.c_char_p, ctypes.c_size_t]),
@@ -47,6 +49,11 @@ _SIGNATURES = {  # name: (result, arguments)
     "rc_voice_render": (None, [ctypes.c_void_p, _FLOATS, ctypes.c_int]),
     "rc_voice_render_conditioned": (None, [ctypes.c_void_p, _FLOATS, _CODES, ctypes.c_void_p, ctypes.c_int]),
     "rc_voice_step": (ctypes.POINTER(ctypes.c_float), [ctypes.c_void_p, _FLOATS]),
+    "rc_voices_render": (ctypes.c_int, [_HANDLES, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_void_p,
+                                        ctypes.c_int]),
+    "rc_voices_step": (ctypes.c_int, [_HANDLES, ctypes.c_int, _FLOATS, _FLOATS]),
+    "rc_kernel": (ctypes.c_char_p, []),
+    "rc_set_kernel": (ctypes.c_int, [ctypes.c_char_p]),
     "rc_voice_hidden": (ctypes.POINTER(ctypes.c_float), [ctypes.c_void_p]),
     "rc_voice_set_previous": (ctypes.c_int, [ctypes.c_void_p, ctypes.c_int]),
     "rc_voice_previous": (ctypes.c_int, [ctypes.c_void_p]),
@@ -69,6 +76,20 @@ def library() -> ctypes.CDLL:
         function = getattr(lib, name)
         function.restype, function.argtypes = result, arguments
     return lib
+
+
+KERNELS = ("avx512", "avx2", "portable")  # the runtime's per-sample loops, fastest first
+
+
+def kernel() -> str:
+    """Return the instruction set the runtime's per-sample loop runs on ("avx512", "avx2" or "portable")."""
+    return library().rc_kernel().decode()
+
+
+def use_kernel(name: str) -> None:
+    """Make the runtime run every voice on kernel `name` (tests and benchmarks compare them)."""
+    if library().rc_set_kernel(name.encode()):
+        raise ValueError(f"the C runtime has no {name!r} kernel for this CPU; it runs {kernel()!r} (one of {KERNELS})")
 
 
 class CModel:
@@ -183,20 +204,23 @@ def c_model(model: RNN, encode: bool) -> CModel:
 
 
 class CVoices:
-    """B voices of the C runtime, seeded like `NumbaVoices` (the same splitmix64 streams)."""
+    """B voices of the C runtime, seeded like `NumbaVoices` (the same splitmix64 streams), rendered together."""
 
     compiled = False
 
     def __init__(self, model: RNN, previous: torch.Tensor, hidden: torch.Tensor, encode: bool, seed: int | None,
                  threads: int | None = None) -> None:
         self.model = c_model(model, encode)
-        self.threads = threads
+        self.lib, self.threads = self.model.lib, threads
         states = seed_states(seed, len(previous))
         self.voices = [CVoice(self.model, int(state)) for state in states]
+        self.handles = np.array([voice.handle for voice in self.voices], dtype=np.uintp)
         hidden = hidden.detach().transpose(0, 1).cpu().numpy()
         for voice, code, state in zip(self.voices, previous.cpu().numpy(), hidden):
             voice.previous = int(code)
             voice.hidden[:] = state
+        self._settings: tuple[int | None, float] | None = None
+        self._pool: ThreadPoolExecutor | None = None
 
     def __len__(self) -> int:
         return len(self.voices)
@@ -204,21 +228,41 @@ class CVoices:
     def sample(self, cond: np.ndarray | torch.Tensor, top_n: int | None, temperature: float,
                which: np.ndarray | None = None) -> np.ndarray:
         """Return the next mu-law indices (len(which), T) for cond (len(which), T, P), carrying the voices' state on."""
-        if isinstance(cond, torch.Tensor):
-            cond = cond.cpu().numpy()
-        voices = self.voices if which is None else [self.voices[b] for b in which]
+        cond = np.ascontiguousarray(cond.cpu().numpy() if isinstance(cond, torch.Tensor) else cond, dtype=np.float32)
+        self._set(top_n, temperature)
+        handles = self.handles if which is None else self.handles[np.asarray(which, dtype=np.int64)]
+        codes = np.empty(cond.shape[:2], np.int32)
+        threads = max(1, min(len(handles), self.threads or os.cpu_count() or 1))
+        groups = np.array_split(np.arange(len(handles)), threads)
 
-        def play(b: int) -> np.ndarray:
-            voices[b].set(top_n, temperature)
-            return voices[b].render_conditioned(cond[b])
+        def play(group: np.ndarray) -> None:  # one contiguous run of voices, rendered together
+            chosen = np.ascontiguousarray(handles[group])
+            start = group[0] if len(group) else 0
+            self.lib.rc_voices_render(chosen.ctypes.data_as(_HANDLES), len(chosen), cond[start:].ctypes.data,
+                                      codes[start:].ctypes.data, None, cond.shape[1])
 
-        threads = min(len(voices), self.threads or os.cpu_count() or 1)
-        if threads <= 1:
-            codes = [play(b) for b in range(len(voices))]
-        else:  # the runtime releases the GIL: voices render in parallel
-            with ThreadPoolExecutor(threads) as pool:
-                codes = list(pool.map(play, range(len(voices))))
-        return np.stack(codes).astype(np.int64) if codes else np.zeros((0, cond.shape[1]), np.int64)
+        if len(groups) <= 1:
+            for group in groups:
+                play(group)
+        else:  # the runtime releases the GIL: the groups render in parallel
+            self._pool = self._pool or ThreadPoolExecutor(os.cpu_count() or 1)
+            list(self._pool.map(play, groups))
+        return codes.astype(np.int64)
+
+    def step(self, x: np.ndarray, which: np.ndarray | None = None) -> np.ndarray:
+        """Return the logits (len(which), N) for one teacher-forced input per voice, x (len(which), 1 + P),
+        advancing those voices' hidden states (the batched twin of `CVoice.step`)."""
+        handles = np.ascontiguousarray(self.handles if which is None else self.handles[np.asarray(which)])
+        logits = np.empty((len(handles), self.model.numtokens), np.float32)
+        self.lib.rc_voices_step(handles.ctypes.data_as(_HANDLES), len(handles),
+                                np.ascontiguousarray(x, dtype=np.float32), logits)
+        return logits
+
+    def _set(self, top_n: int | None, temperature: float) -> None:
+        if self._settings != (top_n, temperature):  # the same for every call in live play: skip B calls each
+            for voice in self.voices:
+                voice.set(top_n, temperature)
+            self._settings = (top_n, temperature)
 
     def restart(self, voice: int, random_state: int) -> None:
         """Put `voice` back to silence and a zero hidden state, drawing next from the stream `random_state`."""

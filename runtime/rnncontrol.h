@@ -81,6 +81,23 @@ void rc_voice_render(rc_voice *voice, float *audio, int n);
  * parameters are then held at cond's last row. */
 void rc_voice_render_conditioned(rc_voice *voice, const float *cond, int32_t *codes, float *audio, int n);
 
+/* Renders n samples for each of `count` distinct voices of one model at once: each weight is read once a sample for
+ * all of them, and each voice plays what rc_voice_render_conditioned plays for it alone (its own settings, random
+ * stream and reference). cond holds voice b's n rows at cond + b n P (NULL: each voice holds its parameters); codes
+ * and audio, each when not NULL, take voice b's n samples at b n. Returns 0, or -1 (rendering nothing) when the
+ * voices are not all of one model. */
+int rc_voices_render(rc_voice *const *voices, int count, const float *cond, int32_t *codes, float *audio, int n);
+/* Teacher forcing for `count` voices at once: voice b's input as rc_voice_step's at x + b (1 + num_parameters +
+ * 2 reference_harmonics); its logits at logits + b numtokens when logits is not NULL. Returns 0 or -1 as above. */
+int rc_voices_step(rc_voice *const *voices, int count, const float *x, float *logits);
+
+/* The instruction set the per-sample loop runs on: "avx512", "avx2" or "portable" (any CPU), the fastest this CPU
+ * has, picked when the library loads. */
+const char *rc_kernel(void);
+/* Switches every voice to another (tests and benchmarks compare them); returns 0, or -1 (and changes nothing) when
+ * this build or CPU lacks it. Not while a voice renders. */
+int rc_set_kernel(const char *name);
+
 /* Teacher forcing: feeds x (1 + num_parameters + 2 * reference_harmonics values: the audio input in [0, 1], the
  * parameters, the reference's channels: the whole network input, as training feeds it) and returns the numtokens
  * logits, valid until the voice's next call. The voice's last class and reference phase are left as they were. */
