@@ -1,33 +1,15 @@
 import os
-import threading
 
 import pytest
 
+from tests.harness.blocking import exception_within
 from utils.json_file import MAX_CSV_FIELD, csv_rows, parse_json, read_json, read_regular_bytes
-
-
-def finishes(call, seconds: float = 10.0) -> BaseException | None:
-    """Run call() in a thread; return the exception it raised, failing the test if it is still running."""
-    outcome = []
-
-    def run():
-        try:
-            call()
-            outcome.append(None)
-        except BaseException as error:  # noqa: BLE001 - handed back to the test
-            outcome.append(error)
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    assert outcome, "the reader still blocks"
-    return outcome[0]
 
 
 def test_a_fifo_is_refused_at_once_instead_of_waiting_for_a_writer(tmp_path):
     fifo = tmp_path / "labels.json"
     os.mkfifo(fifo)
-    error = finishes(lambda: read_json(fifo))
+    error = exception_within(lambda: read_json(fifo))
     assert isinstance(error, ValueError) and f"{fifo} is not a regular file" in str(error)
 
 

@@ -36,7 +36,7 @@ def read_regular_bytes(path: str | Path, max_bytes: int = MAX_FILE_BYTES) -> byt
     path = Path(path)
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         raise FileNotFoundError(f"{path} does not exist") from None
     except OSError as error:
         raise ValueError(f"cannot open {path} ({error.strerror})") from None

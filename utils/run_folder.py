@@ -18,6 +18,7 @@ import torch
 from audioDataLoader.audio_dataset import AudioDatasetConfig
 from model.gru_audio_model import RNN, GRUAudioConfig
 from utils.atomic_write import write_atomically
+from utils.json_file import read_json
 from utils.model_file import read_model_file
 
 FORMAT_VERSION = 3
@@ -81,9 +82,9 @@ def read_config(run_dir: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {run_dir} is not a run folder written by train.py")
     try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not valid JSON ({error}). {_BROKEN_CONFIG_ADVICE}") from error
+        config = read_json(path)
+    except ValueError as error:
+        raise ValueError(f"{error}. {_BROKEN_CONFIG_ADVICE}") from None
     if not isinstance(config, dict):
         raise ValueError(f"{path} holds a JSON {type(config).__name__}, not an object. {_BROKEN_CONFIG_ADVICE}")
     _check_version(config.get("format_version"), path)
