@@ -22,6 +22,7 @@ from tqdm.auto import tqdm
 
 from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset
 from model.gru_audio_model import RNN, GRUAudioConfig
+from utils.atomic_write import DiskFull
 from utils.command_line import named_numbers
 from utils.distributed import mean_over_ranks, pick_device, process_group
 from utils.lr_schedule import SCHEDULES, learning_rate
@@ -420,7 +421,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: train and print the run folder; return 130 when Ctrl-C stopped the run (after saving)."""
     try:
         outcome = train_run(_parse_args(argv))
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, DiskFull) as error:
         raise SystemExit(f"error: {error}") from None
     except KeyboardInterrupt:
         print("interrupted: stopped at once, without saving", file=sys.stderr)
