@@ -6,8 +6,9 @@ it is (it may be shared, or copied whole), and deleting `.cache/` only costs one
 A cache is a small JSON index plus one data file of codes (and one of float samples when the network reads raw
 samples). The index records what produced the codes (the settings, every file's name, size and modification
 time, the parameter values), names its data files and holds their SHA-256; it is written last, so a build cut
-short leaves nothing that passes for a cache. A data file whose bytes changed without its size or time, or an
-index that is not one this module wrote, is rebuilt with a warning. Processes that map the same data file share
+short leaves nothing that passes for a cache. A data file written to since (its change time tells, even where its
+size and modification time were kept) is checked against its SHA-256, and rebuilt with a warning if it differs,
+as is an index that is not one this module wrote. Processes that map the same data file share
 its pages in the page cache.
 """
 from __future__ import annotations
@@ -128,14 +129,18 @@ def _open_valid(index_path: Path, key: dict, kinds: dict[str, np.dtype]) -> Enco
     for kind, dtype in kinds.items():
         path = index_path.parent / index["data"][kind]
         try:
-            if path.stat().st_size != total * dtype.itemsize:
+            info = path.stat()
+            if info.st_size != total * dtype.itemsize:
                 return None
             # Copy-on-write: torch.from_numpy wants a writable array; nothing writes it, and a write would stay in
             # this process, never reaching the file. Unwritten pages are the page cache's, shared by every process.
             arrays[kind] = np.memmap(path, dtype=dtype, mode="c", shape=(total,))
         except OSError:  # removed by a rebuild since the index was read
             return None
-        if _checksum(arrays[kind]) != index["checksums"][kind]:
+        # A file untouched since it was written needs no reading: no one can set its change time (ctime) back, as
+        # they can its modification time. Anything else is read whole once more and checked.
+        touched = index.get("stamps", {}).get(kind) != _stamp(info)
+        if touched and _checksum(arrays[kind]) != index["checksums"][kind]:
             return _broken(index_path, f"{path.name} does not match its checksum")
     return EncodedAudio(arrays["codes"], arrays.get("audio"), lengths)
 
@@ -158,6 +163,11 @@ def _broken(index_path: Path, problem: str) -> None:
     warnings.warn(f"the encoded cache {index_path} is not as RNNControl wrote it ({problem}); encoding the files "
                   "again", stacklevel=5)
     return None
+
+
+def _stamp(info: os.stat_result) -> list[int]:
+    """Return what identifies one writing of a file: its inode and change time (as the index holds them)."""
+    return [info.st_ino, info.st_ctime_ns]
 
 
 def _checksum(array: np.ndarray) -> str:
@@ -211,7 +221,9 @@ def _build(index_path: Path, key: dict, files: list[Path], read: Callable[[Path]
         lengths, checksums = _write_data(partial, files, read, numtokens, kinds)
         for tmp, path in zip(partial, written):
             os.replace(tmp, path)
-        text = json.dumps({"key": key, "data": names, "lengths": lengths, "checksums": checksums}) + "\n"
+        stamps = {kind: _stamp(path.stat()) for kind, path in zip(kinds, written)}
+        text = json.dumps({"key": key, "data": names, "lengths": lengths, "checksums": checksums,
+                           "stamps": stamps}) + "\n"
         write_atomically(index_path, lambda f: f.write(text.encode()))
     except BaseException:
         _remove(partial + written)

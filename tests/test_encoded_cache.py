@@ -12,6 +12,7 @@ import pytest
 import torch
 
 import audioDataLoader.audio_dataset as audio_dataset
+import audioDataLoader.encoded_cache as encoded_cache
 from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset, read_mono
 from audioDataLoader.encoded_cache import CACHE_FOLDER
 from audioDataLoader.mulaw import mu_law_encode
@@ -227,6 +228,14 @@ def test_flipped_bytes_of_the_same_size_and_time_are_found_and_rebuilt(data_dir,
     with pytest.warns(UserWarning, match=r"encoded cache .* \(\S+\.codes does not match its checksum\); encoding"):
         dataset = MuLawAudioDataset(config(data_dir))
     assert len(reads) == 8 and np.array_equal(dataset.codes.numpy(), whole_corpus_codes(dataset.files))
+
+
+def test_an_untouched_cache_is_not_read_to_check_it(data_dir, monkeypatch):
+    MuLawAudioDataset(config(data_dir))
+    checked = []
+    monkeypatch.setattr(encoded_cache, "_checksum", lambda array: checked.append(array) or "")
+    MuLawAudioDataset(config(data_dir))  # the cache of a corpus larger than memory is mapped, not read through
+    assert checked == []
 
 
 def tamper_index(data_dir, edit):
