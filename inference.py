@@ -19,7 +19,7 @@ from model.generation import SynthStream
 from model.reference import PeriodicReference
 from model.sampler import BACKENDS
 from utils.atomic_write import writable_target
-from utils.checks import check_sampling_settings
+from utils.checks import MAX_SEED, check_sampling_settings, setting_in_range
 from utils.command_line import add_run_directory, exit_on_bad_input, named_numbers, run_directory
 from utils.run_folder import load_model
 from utils.wav import save_wav
@@ -112,6 +112,8 @@ def main(argv: list[str] | None = None) -> None:
                                counts=(1, 2)) for text in args.param)}
     with exit_on_bad_input():
         check_sampling_settings(args.top_n, args.temperature)
+        if args.seed is not None:
+            setting_in_range("--seed", args.seed, 0, MAX_SEED)
         run_folder = run_directory(args)
         model, config = load_model(run_folder, args.device)
         data = config["data"]

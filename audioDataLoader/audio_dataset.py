@@ -15,11 +15,11 @@ import torch
 from torch.utils.data import Dataset
 
 from audioDataLoader import pitch_shift
-from audioDataLoader.encoded_cache import encoded_audio
+from audioDataLoader.encoded_cache import MAX_NUMTOKENS, encoded_audio
 from audioDataLoader.labels import read_labels
 from audioDataLoader.mulaw import mu_law_decode, mu_law_encode
 from model.reference import PeriodicReference
-from utils.checks import finite_number
+from utils.checks import finite_number, setting_in_range
 
 # How fast a cold-start window's note fades in from silence: a few milliseconds, a note's attack with no click.
 COLD_START_FADE_MS = 5.0
@@ -73,13 +73,16 @@ class AudioDatasetConfig:
         if self.sequence_length < 1:
             raise ValueError(f"sequence_length must be at least 1, got {self.sequence_length} (seqLen, --seqLen on "
                              "the command line)")
-        self.parameter_specs = {k: (float(lo), float(hi)) for k, (lo, hi) in self.parameter_specs.items()}
-        for name, (lo, hi) in self.parameter_specs.items():
-            if lo == hi:
-                raise ValueError(f"parameter {name!r}: its range ({lo}, {hi}) is empty; give min < max or max < min")
-        for name in self.exclude:
+        self.parameter_specs = {name: _parameter_range(name, ends) for name, ends in self.parameter_specs.items()}
+        for name, values in self.exclude.items():
             if name not in self.parameter_specs:
                 raise ValueError(f"exclude names {name!r}, which is not in parameter_specs {list(self.parameter_specs)}")
+            for value in values:
+                finite_number(f"exclude {name} (--exclude {name}=...)", value)
+        setting_in_range("noise_weight (noise, --noise on the command line)", self.noise_weight, 0)
+        if not 2 <= self.numtokens <= MAX_NUMTOKENS:
+            raise ValueError(f"numtokens (--numtokens) must be from 2 to {MAX_NUMTOKENS:,} (the C runtime's limit), "
+                             f"got {self.numtokens}")
         if self.pitch_parameter is not None and self.pitch_parameter not in self.parameter_specs:
             raise ValueError(f"pitch_parameter {self.pitch_parameter!r} is not in parameter_specs "
                              f"{list(self.parameter_specs)}; name the parameter that holds the pitch in semitones")
@@ -105,6 +108,16 @@ class AudioDatasetConfig:
     def conditioning_size(self) -> int:
         """Return how many values condition the network at each step: the parameters, then the reference."""
         return len(self.parameter_specs) + 2 * self.reference_harmonics
+
+
+def _parameter_range(name: str, ends: tuple[float, float]) -> tuple[float, float]:
+    """Return a parameter's (min, max) as floats, refusing an empty range or one float32 cannot hold."""
+    where = f"parameter {name!r} (--param {name}=MIN:MAX)"
+    low, high = (finite_number(f"{where} {end}", value) for end, value in zip(("min", "max"), ends))
+    if low == high:
+        raise ValueError(f"{where}: its range ({low}, {high}) is empty; give min < max or max < min")
+    finite_number(f"{where}: the width of the range", high - low)  # each value is mapped through it in float32
+    return low, high
 
 
 def parse_filename_parameters(filename: str, names: list[str]) -> dict[str, float]:

@@ -18,6 +18,7 @@ import torch
 from audioDataLoader.audio_dataset import AudioDatasetConfig
 from model.gru_audio_model import RNN, GRUAudioConfig
 from utils.atomic_write import write_atomically
+from utils.checks import available_device
 from utils.json_file import read_json
 from utils.model_file import read_model_file
 
@@ -239,8 +240,7 @@ def load_model(run_directory: str | Path, device: torch.device | str | None = No
     `run_directory` may also be a model file written by export.py; its config then holds "model" and "data".
     """
     run_directory = Path(run_directory)
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = available_device("cuda" if device is None and torch.cuda.is_available() else device or "cpu")
     if run_directory.is_file():
         return read_model_file(run_directory, device)
     config = read_config(run_directory)
