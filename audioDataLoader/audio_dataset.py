@@ -240,7 +240,8 @@ class MuLawAudioDataset(Dataset):
                           f"parameters {names} {where}: {_shown([path.name for path, _ in missing])}", stacklevel=3)
         if unclear:
             warnings.warn(f"skipped {len(unclear)} of {len(wavs)} files in {folder} whose names cannot be read: "
-                          f"{_shown(unclear, '; ')}. Rename them: each parameter once, with a number float32 holds.", stacklevel=3)
+                          f"{_shown(unclear, '; ')}. Rename them: each parameter once, with a number float32 holds.",
+                          stacklevel=3)
         self._check_exclusions_match([found for _, found in complete], folder)
         kept = [(path, found) for path, found in complete if not self._is_excluded(found)]
         if not kept:

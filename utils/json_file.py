@@ -70,7 +70,8 @@ def parse_json(text: bytes | str, source: str) -> Any:
         raise ValueError(f"{source}: {error}") from None
     except RecursionError:
         raise ValueError(f"{source} nests its brackets deeper than this reader follows (about "
-                         f"{sys.getrecursionlimit():,} levels); nothing RNNControl writes nests more than a few") from None
+                         f"{sys.getrecursionlimit():,} levels); nothing RNNControl writes nests more than a few"
+                         ) from None
 
 
 class _Refused(ValueError):
