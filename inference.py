@@ -18,7 +18,8 @@ from audioDataLoader.audio_dataset import normalize_parameters
 from model.generation import SynthStream
 from model.reference import PeriodicReference
 from model.sampler import BACKENDS
-from utils.checks import check_sampling_settings
+from utils.atomic_write import writable_target
+from utils.checks import MAX_SEED, check_sampling_settings, setting_in_range
 from utils.command_line import add_run_directory, exit_on_bad_input, named_numbers, run_directory
 from utils.run_folder import load_model, outputs_folder
 from utils.wav import save_wav
@@ -65,18 +66,25 @@ def _size(count: float) -> str:
 
 def _check_output_path(path: Path, option: str) -> None:
     """Refuse a path that cannot be written, before anything is generated (missing folders are made later)."""
-    if path.is_dir():
-        raise ValueError(f"{option} {path} is a folder; give a file path, such as {path / 'generated.wav'}")
-    folder = path.parent
-    while not folder.exists():
-        folder = folder.parent
+    folder = _nearest_existing(path.parent)
     if not folder.is_dir():
         raise ValueError(f"{option} {path}: {folder} is a file, not a folder; give a path in a folder")
+    try:
+        folder = _nearest_existing(writable_target(path).parent)  # where a symlink leads
+    except ValueError as error:
+        raise ValueError(f"{option} {error}") from None
     try:
         tempfile.NamedTemporaryFile(dir=folder).close()
     except OSError as error:
         raise ValueError(f"{option} {path}: cannot write in {folder} ({error.strerror}); "
                          "give a path where you may write") from None
+
+
+def _nearest_existing(folder: Path) -> Path:
+    """Return `folder` or the nearest of its parents that exists."""
+    while not folder.exists():
+        folder = folder.parent
+    return folder
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -105,6 +113,8 @@ def main(argv: list[str] | None = None) -> None:
                                counts=(1, 2)) for text in args.param)}
     with exit_on_bad_input():
         check_sampling_settings(args.top_n, args.temperature)
+        if args.seed is not None:
+            setting_in_range("--seed", args.seed, 0, MAX_SEED)
         source = run_directory(args, shipped_fallback=True)
         model, config = load_model(source, args.device)
         data = config["data"]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import sys
@@ -22,6 +23,8 @@ from tqdm.auto import tqdm
 
 from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset
 from model.gru_audio_model import RNN, GRUAudioConfig
+from utils.atomic_write import DiskFull
+from utils.checks import MAX_SEED, setting_in_range
 from utils.command_line import named_numbers
 from utils.distributed import mean_over_ranks, pick_device, process_group
 from utils.lr_schedule import SCHEDULES, learning_rate
@@ -61,12 +64,16 @@ class TrainConfig:
     resume: str | None = None  # a run folder to continue
 
     def __post_init__(self) -> None:
-        # Refused here, before any run folder is made: a zero would train nothing, or divide by zero at the end.
+        # Refused here, before any run folder is made, for the command line, Python calls and a resumed
+        # config.json alike: a zero count would train nothing, or divide by zero at the end.
         for name in ("num_epochs", "batches_per_epoch", "batch_size", "savemodel_interval"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)} (--{name} on the command line)")
-        if not self.lr > 0 or self.lr == float("inf"):
+        if not self.lr > 0:
             raise ValueError(f"lr must be a finite number above 0, got {self.lr} (--lr on the command line)")
+        for name, low, high in (("lr", 0, math.inf), ("warmup", 0, 1), ("lr_final", 0, 1), ("grad_clip", 0, math.inf),
+                                ("seed", 0, MAX_SEED)):
+            setting_in_range(f"{name} (--{name} on the command line)", getattr(self, name), low, high)
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {SCHEDULES}, got {self.lr_schedule!r}")
 
@@ -420,7 +427,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line: train and print the run folder; return 130 when Ctrl-C stopped the run (after saving)."""
     try:
         outcome = train_run(_parse_args(argv))
-    except (ValueError, FileNotFoundError) as error:
+    except (ValueError, FileNotFoundError, DiskFull) as error:
         raise SystemExit(f"error: {error}") from None
     except KeyboardInterrupt:
         print("interrupted: stopped at once, without saving", file=sys.stderr)

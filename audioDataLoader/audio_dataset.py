@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import math
+import os
 import re
+import stat
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,10 +15,11 @@ import torch
 from torch.utils.data import Dataset
 
 from audioDataLoader import pitch_shift
-from audioDataLoader.encoded_cache import encoded_audio
+from audioDataLoader.encoded_cache import MAX_NUMTOKENS, encoded_audio
 from audioDataLoader.labels import read_labels
 from audioDataLoader.mulaw import mu_law_decode, mu_law_encode
 from model.reference import PeriodicReference
+from utils.checks import finite_number, setting_in_range
 
 # How fast a cold-start window's note fades in from silence: a few milliseconds, a note's attack with no click.
 COLD_START_FADE_MS = 5.0
@@ -24,6 +27,9 @@ COLD_START_FADE_MS = 5.0
 # release's tail (-40 dB).
 SILENCE_SHARE = 0.01
 ONSET_MS = 2.0  # how much of a file's start must be silence for the file to start with an attack
+# A file's own sample rate may differ from sample_rate by at most this factor either way: resampled, a header
+# that claims 1 Hz would turn 16 KB into 128 MB of codes.
+MAX_RATE_RATIO = 16
 
 
 @dataclass
@@ -67,13 +73,16 @@ class AudioDatasetConfig:
         if self.sequence_length < 1:
             raise ValueError(f"sequence_length must be at least 1, got {self.sequence_length} (seqLen, --seqLen on "
                              "the command line)")
-        self.parameter_specs = {k: (float(lo), float(hi)) for k, (lo, hi) in self.parameter_specs.items()}
-        for name, (lo, hi) in self.parameter_specs.items():
-            if lo == hi:
-                raise ValueError(f"parameter {name!r}: its range ({lo}, {hi}) is empty; give min < max or max < min")
-        for name in self.exclude:
+        self.parameter_specs = {name: _parameter_range(name, ends) for name, ends in self.parameter_specs.items()}
+        for name, values in self.exclude.items():
             if name not in self.parameter_specs:
                 raise ValueError(f"exclude names {name!r}, which is not in parameter_specs {list(self.parameter_specs)}")
+            for value in values:
+                finite_number(f"exclude {name} (--exclude {name}=...)", value)
+        setting_in_range("noise_weight (noise, --noise on the command line)", self.noise_weight, 0)
+        if not 2 <= self.numtokens <= MAX_NUMTOKENS:
+            raise ValueError(f"numtokens (--numtokens) must be from 2 to {MAX_NUMTOKENS:,} (the C runtime's limit), "
+                             f"got {self.numtokens}")
         if self.pitch_parameter is not None and self.pitch_parameter not in self.parameter_specs:
             raise ValueError(f"pitch_parameter {self.pitch_parameter!r} is not in parameter_specs "
                              f"{list(self.parameter_specs)}; name the parameter that holds the pitch in semitones")
@@ -101,10 +110,20 @@ class AudioDatasetConfig:
         return len(self.parameter_specs) + 2 * self.reference_harmonics
 
 
+def _parameter_range(name: str, ends: tuple[float, float]) -> tuple[float, float]:
+    """Return a parameter's (min, max) as floats, refusing an empty range or one float32 cannot hold."""
+    where = f"parameter {name!r} (--param {name}=MIN:MAX)"
+    low, high = (finite_number(f"{where} {end}", value) for end, value in zip(("min", "max"), ends))
+    if low == high:
+        raise ValueError(f"{where}: its range ({low}, {high}) is empty; give min < max or max < min")
+    finite_number(f"{where}: the width of the range", high - low)  # each value is mapped through it in float32
+    return low, high
+
+
 def parse_filename_parameters(filename: str, names: list[str]) -> dict[str, float]:
     """Return {name: value} for every `_NAME<float>` of `names` found in the file name's stem.
 
-    Raises ValueError naming the file when a parameter is written twice or its value is too large for a float.
+    Raises ValueError naming the file when a parameter is written twice or its value is beyond float32's range.
     """
     stem = Path(filename).stem
     found = {}
@@ -114,9 +133,7 @@ def parse_filename_parameters(filename: str, names: list[str]) -> dict[str, floa
         if len(values) > 1:
             raise ValueError(f"{filename} gives {name} {len(values)} times ({', '.join(values)})")
         if values:
-            found[name] = float(values[0])
-            if not math.isfinite(found[name]):
-                raise ValueError(f"{filename} gives {name} a value too large for a number")
+            found[name] = finite_number(f"{filename} gives {name}", values[0])
     return found
 
 
@@ -148,11 +165,26 @@ def read_mono(path: Path, sample_rate: int) -> np.ndarray:
         raise ValueError(f"{path} holds {broken.sum()} samples that are NaN or infinite (the first at sample "
                          f"{broken.argmax()}). Repair the file or remove it from the data folder.")
     audio = audio.mean(axis=1)
+    if not sample_rate / MAX_RATE_RATIO <= file_rate <= sample_rate * MAX_RATE_RATIO:
+        raise ValueError(f"{path} has a sample rate of {file_rate} Hz, more than {MAX_RATE_RATIO} times away from "
+                         f"sample_rate {sample_rate}; resample it yourself or remove it from the data folder")
     if file_rate != sample_rate:
         import soxr  # only needed for the uncommon case of mixed rates
 
         audio = soxr.resample(audio, file_rate, sample_rate).astype(np.float32)
     return audio
+
+
+def _check_regular_file(path: Path) -> None:
+    """Refuse a .wav that is not a regular file: reading a FIFO would wait forever, a link loop raises OSError."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as error:
+        raise ValueError(f"cannot read {path} ({error.strerror}); remove it from the data folder or mend the "
+                         "link") from None
+    if not stat.S_ISREG(mode):
+        raise ValueError(f"{path} is not a regular file (a FIFO, a device or a folder); remove it from the data "
+                         "folder")
 
 
 def _shown(items: list[str], separator: str = ", ") -> str:
@@ -189,6 +221,8 @@ class MuLawAudioDataset(Dataset):
         wavs = sorted((p for p in folder.iterdir() if p.suffix.lower() == ".wav"), key=lambda p: p.name)
         if not wavs:
             raise FileNotFoundError(f"no .wav files in {folder}")
+        for path in wavs:
+            _check_regular_file(path)
         names = list(self.config.parameter_specs)
         table = self._labels_table(wavs, names, folder)
         complete, missing, unclear = [], [], []
@@ -205,8 +239,9 @@ class MuLawAudioDataset(Dataset):
             warnings.warn(f"skipped {len(missing)} of {len(wavs)} files in {folder} that lack one of the "
                           f"parameters {names} {where}: {_shown([path.name for path, _ in missing])}", stacklevel=3)
         if unclear:
-            warnings.warn(f"skipped {len(unclear)} of {len(wavs)} files in {folder} whose names are ambiguous: "
-                          f"{_shown(unclear, '; ')}. Rename them with each parameter once.", stacklevel=3)
+            warnings.warn(f"skipped {len(unclear)} of {len(wavs)} files in {folder} whose names cannot be read: "
+                          f"{_shown(unclear, '; ')}. Rename them: each parameter once, with a number float32 holds.",
+                          stacklevel=3)
         self._check_exclusions_match([found for _, found in complete], folder)
         kept = [(path, found) for path, found in complete if not self._is_excluded(found)]
         if not kept:

@@ -7,10 +7,11 @@ without its `.wav`. An empty cell or a missing field leaves that file without th
 """
 from __future__ import annotations
 
-import csv
-import json
 import math
 from pathlib import Path
+
+from utils.checks import FLOAT32_MAX
+from utils.json_file import csv_rows, read_json
 
 
 def label_key(name: str) -> str:
@@ -41,15 +42,14 @@ def _number(text: object, path: Path, where: str, name: str) -> float | None:
         value = float(text)
     except ValueError:
         value = math.nan
-    if not math.isfinite(value):
-        raise ValueError(f"{path}, {where}: {name} = {text!r} is not a finite number; write a number there, or "
-                         "leave it empty to skip the file")
+    if not (math.isfinite(value) and abs(value) <= FLOAT32_MAX):  # the network holds values as float32
+        raise ValueError(f"{path}, {where}: {name} = {text!r} is not a finite number within float32's range "
+                         f"(±{FLOAT32_MAX:.3g}); write a number there, or leave it empty to skip the file")
     return value
 
 
 def _read_csv(path: Path, names: list[str]) -> dict[str, dict[str, float]]:
-    with open(path, newline="", encoding="utf-8-sig") as handle:  # utf-8-sig: spreadsheets often write a BOM
-        reader = csv.DictReader(handle)
+    with csv_rows(path) as reader:
         columns = [c.strip() for c in reader.fieldnames or []]
         reader.fieldnames = columns
         absent = [name for name in ["file", *names] if name not in columns]
@@ -71,10 +71,7 @@ def _read_csv(path: Path, names: list[str]) -> dict[str, dict[str, float]]:
 
 
 def _read_json(path: Path, names: list[str]) -> dict[str, dict[str, float]]:
-    try:
-        entries = json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not valid JSON ({error})") from error
+    entries = read_json(path)
     if not isinstance(entries, dict) or not all(isinstance(entry, dict) for entry in entries.values()):
         raise ValueError(f"{path} must hold one object of the form {{\"<file>\": {{\"NAME\": value, ...}}, ...}}, "
                          "like NSynth's examples.json")

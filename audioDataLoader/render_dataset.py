@@ -31,6 +31,8 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 import soundfile as sf
 
+from utils.json_file import read_json
+
 # Where Debian/Ubuntu (fluid-soundfont-gm), Fedora and Arch put a General MIDI SoundFont.
 SOUNDFONT_PATHS = (
     "/usr/share/sounds/sf2/FluidR3_GM.sf2",
@@ -252,7 +254,7 @@ def read_record(folder: Path) -> dict | None:
     if not path.is_file():
         return None
     try:
-        record = json.loads(path.read_text())
+        record = read_json(path)
         return {"source": record["source"], "soundfont": record["soundfont"], "config": record["config"]}
     except (ValueError, KeyError, TypeError) as error:
         raise ValueError(f"{path} is not a record written by render_dataset ({error!r}); delete it (it only notes "

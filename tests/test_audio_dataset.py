@@ -1,4 +1,6 @@
 import math
+import os
+import re
 import warnings
 from pathlib import Path
 
@@ -16,7 +18,9 @@ from audioDataLoader.audio_dataset import (
     parse_filename_parameters,
 )
 from audioDataLoader.mulaw import mu_law_decode, mu_law_encode
+from tests.harness.blocking import exception_within
 from tests.harness.run_folders import TINY_SPECS, write_tone
+from utils.checks import FLOAT32_MAX
 
 
 def test_parses_the_original_file_name_pattern():
@@ -54,7 +58,12 @@ def test_any_file_name_parses_to_finite_values_of_the_names_or_is_refused_naming
     except ValueError as error:
         assert filename in str(error)
         return
-    assert set(found) <= set(names) and all(math.isfinite(v) for v in found.values())
+    assert set(found) <= set(names) and all(math.isfinite(v) and abs(v) <= FLOAT32_MAX for v in found.values())
+
+
+def test_a_value_beyond_float32_in_a_file_name_is_refused_naming_the_file():
+    with pytest.raises(ValueError, match=r"x_p9{20}.*wav gives p: '9+' is beyond float32's range"):
+        parse_filename_parameters("x_p" + "9" * 200 + ".wav", ["p"])
 
 
 @settings(deadline=None)
@@ -169,7 +178,7 @@ def test_files_lacking_a_parameter_are_skipped_with_one_warning(tiny_data_dir, t
 def test_files_giving_a_parameter_twice_are_skipped_with_a_warning_naming_them(tiny_data_dir, tmp_path):
     _copy_files(tiny_data_dir, tmp_path)
     write_tone(tmp_path / "x_instID1_a0.5_p64_p76.wav", 70, 0.5, bright=False)
-    with pytest.warns(UserWarning, match=r"skipped 1 of 9 .* ambiguous: x_instID1_a0.5_p64_p76.wav gives p 2 times"):
+    with pytest.warns(UserWarning, match=r"skipped 1 of 9 .* cannot be read: x_instID1_a0.5_p64_p76.wav gives p 2 times"):
         dataset = _dataset(tmp_path)
     assert len(dataset.files) == 8
 
@@ -211,15 +220,20 @@ def test_an_excluded_value_that_no_file_has_is_refused_with_the_values_there(tin
     (lambda d: write_tone(d / "tone_x1.wav", 64, 0.5, False), "no usable file"),
     (lambda d: (d / "nsynth_instID1_a1_p64.wav").write_bytes(b"not audio"), "cannot read"),
     (lambda d: sf.write(d / "nsynth_instID1_a1_p64.wav", np.zeros(0), 16000), "no audio samples"),
+    (lambda d: sf.write(d / "nsynth_instID1_a1_p64.wav", np.zeros(8000), 1),
+     "has a sample rate of 1 Hz, more than 16 times away from sample_rate 16000"),
+    (lambda d: os.mkfifo(d / "nsynth_instID1_a1_p64.wav"), "is not a regular file"),
+    (lambda d: (os.symlink(d / "x_p64.wav", d / "y_p64.wav"), os.symlink(d / "y_p64.wav", d / "x_p64.wav")),
+     r"cannot read .*_p64.wav \(Too many levels of symbolic links\)"),
 ])
 @pytest.mark.filterwarnings("ignore:skipped")
 def test_bad_folders_give_a_clear_error_naming_the_path(tmp_path, make_folder, message):
     make_folder(tmp_path)
-    before = sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.iterdir())
-    with pytest.raises((ValueError, FileNotFoundError), match=message) as error:
-        _dataset(tmp_path)
-    assert str(tmp_path) in str(error.value)
-    assert sorted((p.name, p.stat().st_mtime_ns) for p in tmp_path.iterdir()) == before
+    before = sorted((p.name, p.lstat().st_mtime_ns) for p in tmp_path.iterdir())
+    error = exception_within(lambda: _dataset(tmp_path))  # a FIFO once blocked for ever
+    assert isinstance(error, (ValueError, FileNotFoundError)) and re.search(message, str(error))
+    assert str(tmp_path) in str(error)
+    assert sorted((p.name, p.lstat().st_mtime_ns) for p in tmp_path.iterdir()) == before
 
 
 def test_missing_folder_says_how_to_build_the_default_set(tmp_path):

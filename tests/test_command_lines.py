@@ -124,3 +124,8 @@ def test_the_first_generation_reports_the_compile_apart_from_the_speed(run_dir, 
     assert first.returncode == again.returncode == 0, first.stderr + again.stderr
     assert "compiling the sampler (first run only): " in first.stdout and "x real time" in first.stdout
     assert "compiling" not in again.stdout and "x real time" in again.stdout
+
+
+def test_a_negative_seed_is_one_line_naming_the_option(run_dir, tmp_path):
+    with pytest.raises(SystemExit, match="^error: --seed must be from 0 to 4,294,967,295, got -1$"):
+        generate(run_dir, tmp_path, "--seed", "-1")

@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import signal
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 import audioDataLoader.audio_dataset as audio_dataset
+import audioDataLoader.encoded_cache as encoded_cache
 from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset, read_mono
 from audioDataLoader.encoded_cache import CACHE_FOLDER
 from audioDataLoader.mulaw import mu_law_encode
@@ -56,7 +58,7 @@ def test_cache_equals_the_codes_of_the_whole_corpus_encoded_at_once(data_dir, nu
     mapped = MuLawAudioDataset(config(data_dir, numtokens=numtokens))
     expected = whole_corpus_codes(built.files, numtokens)
     assert np.array_equal(built.codes.numpy(), expected) and np.array_equal(mapped.codes.numpy(), expected)
-    assert mapped.codes.dtype == (torch.uint8 if numtokens == 256 else torch.int16)
+    assert mapped.codes.dtype == (torch.uint8 if numtokens == 256 else torch.uint16)
 
 
 def test_raw_sample_input_is_cached_as_the_float_samples(data_dir):
@@ -202,3 +204,75 @@ def test_processes_starting_together_encode_the_folder_once(data_dir):
     ranks = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) for _ in range(2)]
     outputs = sorted(rank.communicate(timeout=120)[0].split() for rank in ranks)
     assert [reads for reads, _ in outputs] == ["0", "8"] and outputs[0][1] == outputs[1][1]
+
+
+def test_codes_of_more_than_32768_classes_keep_their_value(data_dir):
+    settings = config(data_dir, numtokens=40_000)
+    MuLawAudioDataset(settings)
+    mapped = MuLawAudioDataset(settings)
+    expected = whole_corpus_codes(mapped.files, 40_000)
+    assert expected.max() > 32_767 and np.array_equal(mapped.codes.numpy(), expected)
+    _, targets = mapped.sample_batch(64, torch.Generator().manual_seed(0))
+    assert targets.min() >= 0 and targets.max() < 40_000
+
+
+def test_flipped_bytes_of_the_same_size_and_time_are_found_and_rebuilt(data_dir, reads):
+    MuLawAudioDataset(config(data_dir))
+    [codes_file] = (data_dir.parent / CACHE_FOLDER).glob("*.codes")
+    info = codes_file.stat()
+    codes = bytearray(codes_file.read_bytes())
+    codes[100] ^= 0xFF
+    codes_file.write_bytes(codes)
+    os.utime(codes_file, ns=(info.st_atime_ns, info.st_mtime_ns))
+    reads.clear()
+    with pytest.warns(UserWarning, match=r"encoded cache .* \(\S+\.codes does not match its checksum\); encoding"):
+        dataset = MuLawAudioDataset(config(data_dir))
+    assert len(reads) == 8 and np.array_equal(dataset.codes.numpy(), whole_corpus_codes(dataset.files))
+
+
+def test_an_untouched_cache_is_not_read_to_check_it(data_dir, monkeypatch):
+    MuLawAudioDataset(config(data_dir))
+    checked = []
+    monkeypatch.setattr(encoded_cache, "_checksum", lambda array: checked.append(array) or "")
+    MuLawAudioDataset(config(data_dir))  # the cache of a corpus larger than memory is mapped, not read through
+    assert checked == []
+
+
+def tamper_index(data_dir, edit):
+    [index_path] = (data_dir.parent / CACHE_FOLDER).glob("*.json")
+    index = json.loads(index_path.read_text())
+    edit(index)
+    index_path.write_text(json.dumps(index))
+
+
+@pytest.mark.parametrize("edit, problem", [
+    (lambda index: index["data"].update(codes="../../outside.codes"), "names data files other than its own"),
+    (lambda index: index.pop("checksums"), "checksums are missing"),
+    (lambda index: index["lengths"].__setitem__(0, -4000), "file lengths are not"),
+    (lambda index: index.update(extra=[[[]]] * 2, again=1), None),
+])
+def test_a_tampered_index_is_never_trusted(data_dir, reads, edit, problem):
+    MuLawAudioDataset(config(data_dir))
+    outside = data_dir.parent.parent / "outside.codes"
+    outside.write_bytes(b"\0" * 32_000)
+    tamper_index(data_dir, edit)
+    reads.clear()
+    if problem is None:  # what the index does not use may be there
+        dataset = MuLawAudioDataset(config(data_dir))
+        assert reads == []
+    else:
+        with pytest.warns(UserWarning, match=f"encoded cache .*{problem}"):
+            dataset = MuLawAudioDataset(config(data_dir))
+        assert len(reads) == 8
+    assert np.array_equal(dataset.codes.numpy(), whole_corpus_codes(dataset.files))
+
+
+def test_an_index_nested_too_deep_or_with_a_duplicated_key_is_rebuilt(data_dir, reads):
+    MuLawAudioDataset(config(data_dir))
+    [index_path] = (data_dir.parent / CACHE_FOLDER).glob("*.json")
+    for text, problem in (("[" * 100_000 + "]" * 100_000, "nests its brackets deeper"),
+                          ('{"key": 1, "key": 2}', "the key 'key' appears twice")):
+        index_path.write_text(text)
+        with pytest.warns(UserWarning, match=f"encoded cache .*{problem}"):
+            dataset = MuLawAudioDataset(config(data_dir))
+        assert np.array_equal(dataset.codes.numpy(), whole_corpus_codes(dataset.files))

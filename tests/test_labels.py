@@ -92,10 +92,16 @@ def test_a_text_field_of_examples_json_is_refused_by_name(tmp_path):
     ("file,instID,a,p\ntake0.wav,1,1,64\ntake0,2,1,64\n", "line 3: take0.wav already has a row .line 2."),
     ("file,instID,a,p\ntake0.wav,1,nan,64\n", "a = 'nan' is not a finite number"),
     ("instID,a,p,file\n1,1,64\n", "line 2: the file column is empty"),
+    ("file,instID,a,p\ntake0.wav,1,1,1e300\n", "p = '1e300' is not a finite number within float32's range"),
+    ("file,instID,a,p\ntake0.wav,1,1," + "6" * 131_073 + "\n", "line 2 holds 131,088 characters"),
+    ("file,instID,a,p\ntake0.wav,1,1,64\ncaf\xe9.wav,1,1,64\n".encode("latin-1"), "line 3 is not UTF-8"),
 ])
-def test_a_malformed_csv_gives_a_clear_error(plain_folder, tmp_path, text, message):
-    with pytest.raises(ValueError, match=message):
-        dataset(plain_folder, write_csv(tmp_path / "labels.csv", text))
+def test_a_malformed_csv_gives_a_clear_error_naming_the_table(plain_folder, tmp_path, text, message):
+    path = tmp_path / "labels.csv"
+    path.write_bytes(text if isinstance(text, bytes) else text.encode())
+    with pytest.raises(ValueError, match=message) as error:
+        dataset(plain_folder, path)
+    assert str(path) in str(error.value)
 
 
 @pytest.mark.parametrize("text, message", [
@@ -103,6 +109,10 @@ def test_a_malformed_csv_gives_a_clear_error(plain_folder, tmp_path, text, messa
     ('[{"pitch": 60, "velocity": 1}]', "must hold one object"),
     ('{"x": {"pitch": 60, "velocity": 1}', "is not valid JSON"),
     ('{"x": {"pitch": 60, "velocity": 1}, "x.wav": {"pitch": 60, "velocity": 1}}', "x.wav has two entries"),
+    ('{"x": {"pitch": 60, "velocity": 1}, "x": {"pitch": 61, "velocity": 1}}', "the key 'x' appears twice"),
+    ('{"x": {"pitch": ' + "6" * 401 + ', "velocity": 1}}', r"\(401 digits\) is beyond 64 bits"),
+    ('{"x": {"pitch": 1e39, "velocity": 1}}', "pitch = 1e.39 is not a finite number within float32's range"),
+    ('{"x": ' + "[" * 100_000 + "]" * 100_000 + "}", "nests its brackets deeper"),
 ])
 def test_a_malformed_json_table_gives_a_clear_error(tmp_path, text, message):
     path = tmp_path / "examples.json"

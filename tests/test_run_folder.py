@@ -200,3 +200,15 @@ def test_a_version_2_run_loads_without_a_reference_or_cold_windows(tmp_path):
     _, loaded = load_model(run, "cpu")
     data = loaded["data"]
     assert (data.cold_start, data.reference_harmonics, data.pitch_units) == (0.0, 0, "midi")
+
+
+def test_cuda_on_a_machine_without_it_is_said_so_not_taken_for_a_corrupted_checkpoint(tmp_path, monkeypatch):
+    from inference import main as inference_command_line
+
+    run = make_run(tmp_path)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a machine without CUDA
+    with pytest.raises(ValueError, match="^--device cuda: CUDA is not available here"):
+        load_model(run, "cuda")
+    with pytest.raises(SystemExit, match="^error: --device cuda:0: CUDA is not available here"):
+        inference_command_line(["--run_directory", str(run), "--device", "cuda:0", "--param", "instID=1",
+                                "--param", "a=0.5", "--param", "p=64", "--output_wav_path", str(tmp_path / "x.wav")])

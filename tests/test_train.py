@@ -1,7 +1,11 @@
+import errno
 import json
 import os
 import shutil
 import signal
+import subprocess
+import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -9,7 +13,7 @@ import torch
 
 from model.gru_audio_model import RNN
 from model.reference import PeriodicReference
-from tests.harness.run_folders import TINY_SPECS
+from tests.harness.run_folders import ROOT, TINY_SPECS
 from train import PRESETS, TrainingOutcome, configs_from_params, main, train, train_run, train_step
 from utils.run_folder import LAST_CHECKPOINT, load_checkpoint, load_model, new_run_dir, read_config
 
@@ -265,3 +269,89 @@ def test_resume_refuses_a_config_missing_a_training_setting(params):
     (run_dir / "config.json").write_text(json.dumps(config))
     with pytest.raises(ValueError, match=r"section 'train' lacks \['lr'\]"):
         train({"resume": str(run_dir), "num_epochs": 2})
+
+
+def test_a_full_disk_during_a_checkpoint_is_one_line_and_keeps_the_last_one(params, monkeypatch, capsys):
+    saves, save = [], torch.save
+
+    def fills_the_disk_after_epoch_1(obj, f):
+        saves.append(obj.get("epoch"))
+        if obj.get("epoch") == 2:  # as torch.save reports a failed write: a RuntimeError during the OSError
+            try:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+            except OSError:
+                raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704") from None
+        save(obj, f)
+
+    monkeypatch.setattr(torch, "save", fills_the_disk_after_epoch_1)
+    argv = [f"--{key}={value}" for key, value in params.items() if key not in ("props", "seed")]
+    with pytest.raises(SystemExit) as error:
+        main(argv)
+    [run_dir] = Path(params["savemodeldir"]).iterdir()
+    assert str(error.value).startswith(f"error: disk full: no space left in {run_dir / 'checkpoints'}")
+    assert "\n" not in str(error.value) and saves[-1] == 2
+    monkeypatch.undo()
+    assert load_checkpoint(run_dir / LAST_CHECKPOINT)["epoch"] == 1
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--param", "p=nan:76"], "--param 'p=nan:76': give finite numbers"),
+    (["--param", "p=64:inf"], "--param 'p=64:inf': give finite numbers"),
+    (["--param", "p=64:1e39"], r"parameter 'p' \(--param p=MIN:MAX\) max: '?1e\+?39'? is beyond float32's range"),
+    (["--param", "p=-3e38:3e38"], r"parameter 'p' .*: the width of the range: .* is beyond float32's range"),
+    (["--exclude", "p=1e39"], r"exclude p \(--exclude p=...\): .* is beyond float32's range"),
+    (["--noise", "nan"], r"noise_weight \(noise, --noise on the command line\): nan is not finite"),
+    (["--lr_final", "nan"], r"lr_final \(--lr_final on the command line\): nan is not finite"),
+    (["--grad_clip", "nan"], r"grad_clip \(--grad_clip on the command line\): nan is not finite"),
+    (["--warmup", "-1"], r"warmup \(--warmup on the command line\) must be from 0 to 1, got -1.0"),
+    (["--seed", "-1"], r"seed \(--seed on the command line\) must be from 0 to 4,294,967,295, got -1"),
+    (["--numtokens", "70000"], "numtokens .--numtokens. must be from 2 to 65,536 .the C runtime's limit., got 70000"),
+])
+def test_bad_settings_are_one_line_naming_the_option_before_any_run_folder(tiny_data_dir, tmp_path, options,
+                                                                             message):
+    with pytest.raises(SystemExit, match=f"^error: .*{message}") as error:
+        main(["--datadir", str(tiny_data_dir), "--savemodeldir", str(tmp_path / "output"), *options])
+    assert "\n" not in str(error.value) and not (tmp_path / "output").exists()
+
+
+@pytest.mark.parametrize("section, key, value", [("train", "warmup", -1), ("train", "seed", -1),
+                                                 ("train", "grad_clip", 1e39), ("data", "noise_weight", 1e39)])
+def test_resume_refuses_what_the_command_line_refuses(params, section, key, value):
+    run_dir = train({**params, "num_epochs": 1})
+    config = json.loads((run_dir / "config.json").read_text())
+    config[section][key] = value
+    (run_dir / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match=f"{run_dir / 'config.json'}: {key}"):
+        train({"resume": str(run_dir), "num_epochs": 2})
+
+
+@pytest.mark.parametrize("device, message", [("cuda", "--device cuda: CUDA is not available here"),
+                                             ("tpu", "--device 'tpu' is not a device")])
+def test_a_device_this_machine_lacks_is_one_line_before_any_run_folder(tiny_data_dir, tmp_path, monkeypatch, device,
+                                                                        message):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # as on a machine without CUDA
+    with pytest.raises(SystemExit, match=f"^error: {message}"):
+        main(["--datadir", str(tiny_data_dir), "--savemodeldir", str(tmp_path / "output"), "--device", device])
+    assert list((tmp_path / "output").glob("*")) == []
+
+
+def test_sigterm_saves_before_stopping_as_ctrl_c_does(params):
+    # In a child process: without the handler SIGTERM would end this test process itself.
+    argv = [f"--{key}={value}" for key, value in params.items() if key not in ("props", "seed")]
+    script = textwrap.dedent(f"""
+        import os, signal, sys
+        import train
+        step, batches = train.train_step, []
+        def terminated_at_batch_2(*args, **kwargs):
+            batches.append(1)
+            if len(batches) == 2:
+                os.kill(os.getpid(), signal.SIGTERM)
+            return step(*args, **kwargs)
+        train.train_step = terminated_at_batch_2
+        sys.exit(train.main({argv!r}))
+    """)
+    child = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert child.returncode == 130, child.stderr
+    assert "SIGTERM: stopping after this batch and saving" in child.stderr
+    [run_dir] = Path(params["savemodeldir"]).iterdir()
+    assert load_checkpoint(run_dir / LAST_CHECKPOINT)["epoch_batch_losses"] != []

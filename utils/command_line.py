@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from utils.atomic_write import DiskFull
 from utils.run_folder import newest_run, newest_run_or_shipped_model
 
 
@@ -46,8 +47,8 @@ def run_directory(args: argparse.Namespace, shipped_fallback: bool = False) -> P
 
 @contextmanager
 def exit_on_bad_input() -> Iterator[None]:
-    """Turn the refusals of bad input (ValueError, a missing file, a missing package) into one line and exit 1."""
+    """Turn bad input (ValueError, a missing file or package) and a full disk into one line, and exit 1."""
     try:
         yield
-    except (ValueError, FileNotFoundError, ImportError) as error:
+    except (ValueError, FileNotFoundError, ImportError, DiskFull) as error:
         raise SystemExit(f"error: {error}") from None

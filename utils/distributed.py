@@ -9,6 +9,8 @@ from typing import Iterator
 import torch
 import torch.distributed as dist
 
+from utils.checks import available_device
+
 
 @contextmanager
 def process_group() -> Iterator[tuple[int, int]]:
@@ -36,7 +38,7 @@ def pick_device(name: str) -> torch.device:
     """Return the device to train on: "auto" is CUDA when available, and a bare "cuda" is this rank's GPU."""
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
+    device = available_device(name)
     if device.type == "cuda" and device.index is None:
         device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return device

@@ -19,6 +19,8 @@ import torch
 from audioDataLoader.audio_dataset import AudioDatasetConfig
 from model.gru_audio_model import RNN, GRUAudioConfig
 from utils.atomic_write import write_atomically
+from utils.checks import available_device
+from utils.json_file import read_json
 from utils.model_file import read_model_file
 
 FORMAT_VERSION = 3
@@ -84,9 +86,9 @@ def read_config(run_dir: str | Path) -> dict:
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: {run_dir} is not a run folder written by train.py")
     try:
-        config = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise ValueError(f"{path} is not valid JSON ({error}). {_BROKEN_CONFIG_ADVICE}") from error
+        config = read_json(path)
+    except ValueError as error:
+        raise ValueError(f"{error}. {_BROKEN_CONFIG_ADVICE}") from None
     if not isinstance(config, dict):
         raise ValueError(f"{path} holds a JSON {type(config).__name__}, not an object. {_BROKEN_CONFIG_ADVICE}")
     _check_version(config.get("format_version"), path)
@@ -262,8 +264,7 @@ def load_model(run_directory: str | Path, device: torch.device | str | None = No
     if not run_directory.exists():
         raise FileNotFoundError(f"{run_directory}: no such run folder or model file; give a run folder written by "
                                 "train.py or a model file (.safetensors) written by export.py (models/ has shipped ones)")
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
+    device = available_device("cuda" if device is None and torch.cuda.is_available() else device or "cpu")
     if run_directory.is_file():
         return read_model_file(run_directory, device)
     config = read_config(run_directory)
