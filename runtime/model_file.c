@@ -310,6 +310,12 @@ static void fill_class_tables(rc_model *m) {
     }
 }
 
+/* Shows any control character in the message (a newline in a hostile name) as '?', so it stays one line. */
+static void one_line(char *error, size_t error_size) {
+    for (size_t i = 0; i < error_size && error[i]; i++)
+        if ((unsigned char)error[i] < 0x20 || error[i] == 0x7f) error[i] = '?';
+}
+
 static int host_is_little_endian(void) {
     const uint16_t one = 1;
     return *(const unsigned char *)&one == 1;
@@ -331,6 +337,7 @@ rc_model *rc_model_load_buffer(const void *buffer, size_t size, char *error, siz
     if (status == 0) status = read_weights(&file, m, error, error_size);
     if (m) st_free(&file);
     if (status != 0) {
+        one_line(error, error_size);
         rc_model_free(m);
         return NULL;
     }
@@ -352,7 +359,7 @@ rc_model *rc_model_load(const char *path, char *error, size_t error_size) {
     } else {
         char reason[400];
         m = rc_model_load_buffer(buffer, (size_t)size, reason, sizeof reason);
-        if (!m) fail(error, error_size, "%s: %s", path, reason);
+        if (!m) fail(error, error_size, "%s: %s", path, reason), one_line(error, error_size);
     }
     free(buffer);
     fclose(f);
