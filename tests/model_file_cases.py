@@ -62,6 +62,7 @@ def _sizes() -> list[Case]:
         Case("format_version 3", {"format_version": "3"}, refused="format version 3"),
         Case("format_version 0", {"format_version": "0"}, refused="format version 0"),
         Case("format_version 02 (strtol's leading zero)", {"format_version": "02"}),
+        Case("format_version after 5000 zeros", {"format_version": "0" * 5000 + "2"}),
         Case("another format", {"format": "RNNControl"}, refused="not an RNNControl model"),
     ]
     for text in ["", " 16", "16 ", "+16", "16.0", "1_6", "0x10", "\u0661\u0666", "16\n", "1e1"]:

@@ -47,10 +47,12 @@ def _text(metadata: dict[str, str], key: str) -> str:
 
 def _whole_number(metadata: dict[str, str], key: str, low: int, high: int) -> int:
     text = _text(metadata, key)
-    digits = text.lstrip("-").lstrip("0")
-    if not _WHOLE.fullmatch(text) or len(digits) > 18 or not low <= int(text) <= high:
-        raise ValueError(f"metadata '{key}' is '{text}', not a whole number in [{low}, {high}]")
-    return int(text)
+    digits = text.lstrip("-").lstrip("0") or "0"  # strtol reads any number of leading zeros; int() stops at 4300
+    if _WHOLE.fullmatch(text) and len(digits) <= 18:
+        value = -int(digits) if text.startswith("-") else int(digits)
+        if low <= value <= high:
+            return value
+    raise ValueError(f"metadata '{key}' is '{text}', not a whole number in [{low}, {high}]")
 
 
 def _number(metadata: dict[str, str], key: str) -> float:
