@@ -1,7 +1,7 @@
 """The table of spoiled model files that the Python loader and the C runtime must judge alike.
 
-Each case spoils a valid small model file (tests/test_model_file_limits.py makes it: 3 parameters, 2 layers of 16,
-a periodic reference of 2 harmonics on parameter 2): its metadata, its header's text or its weights. `refused` is a
+Each case spoils a valid small model file (`valid_model_file`: 3 parameters, 2 layers of 16, a periodic reference of
+2 harmonics on parameter 2): its metadata, its header's text or its weights. `refused` is a
 piece of the reason both loaders give, or None where both must accept the file. The limits are the C runtime's
 (runtime/model_file.c, utils/model_file_checks.py).
 """
@@ -10,6 +10,13 @@ from __future__ import annotations
 import json
 import struct
 from dataclasses import dataclass, field
+
+import torch
+
+from audioDataLoader.audio_dataset import AudioDatasetConfig
+from model.gru_audio_model import RNN, GRUAudioConfig
+from tests.harness.run_folders import TINY_SPECS
+from utils.model_file import model_file_bytes
 
 
 @dataclass(frozen=True)
@@ -20,6 +27,15 @@ class Case:
     after: str = ""  # text after the header's JSON ("\udcXX" writes the byte XX, not UTF-8)
     nan_weight: bool = False  # a NaN as the first weight of the first tensor
     refused: str | None = None
+
+
+def valid_model_file() -> bytes:
+    """A valid small file: 3 parameters, a periodic reference of 2 harmonics on "p", 2 layers of 16."""
+    torch.manual_seed(0)
+    data = AudioDatasetConfig(data_dir="data", parameter_specs=TINY_SPECS, pitch_parameter="p",
+                              reference_harmonics=2)
+    model = RNN(GRUAudioConfig(cond_size=data.conditioning_size, hidden_size=16, num_layers=2)).eval()
+    return model_file_bytes(model, data, "in memory")
 
 
 def spoil(raw: bytes, case: Case) -> bytes:

@@ -1,6 +1,6 @@
 """Thousands of mutated model files through the C loader built with ASan and UBSan, and through the Python loader.
 
-The C half is runtime/tools/fuzz_model_file.c (`make -C runtime sanitize`). Neither loader may do anything but
+The files of tests/model_file_cases.py go through both too. The C half is runtime/tools/fuzz_model_file.c (`make -C runtime sanitize`). Neither loader may do anything but
 accept a file or refuse it with its one-line reason, and both must give the same verdict on every file.
 `pytest -s` prints how many files each read and how fast.
 """
@@ -16,7 +16,8 @@ import torch
 from audioDataLoader.audio_dataset import AudioDatasetConfig
 from model.gru_audio_model import RNN, GRUAudioConfig
 from tests.harness.model_file_mutations import mutants
-from tests.harness.run_folders import ROOT, TINY_SPECS
+from tests.harness.run_folders import ROOT
+from tests.model_file_cases import CASES, spoil, valid_model_file
 from utils.model_file import model_file_bytes, read_model_bytes
 
 COUNT = 3000
@@ -33,13 +34,10 @@ def sanitized_loader():
 
 
 def valid_files() -> list[bytes]:
-    """Small valid files: a version 2 model with a periodic reference, and one of 1 layer conditioned on each."""
+    """Small valid files: the case table's (a periodic reference, 2 layers), and one of 1 layer conditioned on each."""
     torch.manual_seed(0)
-    reference = AudioDatasetConfig(data_dir="data", parameter_specs=TINY_SPECS, pitch_parameter="p",
-                                   reference_harmonics=2)
     plain = AudioDatasetConfig(data_dir="data", parameter_specs={"a": (0.0, 1.0)}, numtokens=16)
-    return [model_file_bytes(RNN(GRUAudioConfig(cond_size=9 - 2, hidden_size=8, num_layers=2)).eval(), reference,
-                             "in memory"),
+    return [valid_model_file(),
             model_file_bytes(RNN(GRUAudioConfig(cond_size=1, hidden_size=4, num_layers=1, numtokens=16,
                                                 cond_every_layer=True)).eval(), plain, "in memory")]
 
@@ -67,7 +65,9 @@ def python_verdict(raw: bytes) -> str:
 
 
 def test_mutated_model_files_are_accepted_or_refused_alike_by_both_loaders(sanitized_loader):
-    files = [raw for seed, valid in enumerate(valid_files()) for raw in mutants(valid, COUNT // 2, seed)]
+    valid = valid_files()
+    files = [raw for seed, base in enumerate(valid) for raw in mutants(base, COUNT // 2, seed)]
+    files += [spoil(valid[0], case) for case in CASES]  # the case table's files, under the sanitizers too
     start = time.perf_counter()
     c = c_verdicts(sanitized_loader, files)
     c_seconds = time.perf_counter() - start
@@ -75,7 +75,7 @@ def test_mutated_model_files_are_accepted_or_refused_alike_by_both_loaders(sanit
     python = [python_verdict(raw) for raw in files]
     python_seconds = time.perf_counter() - start
     accepted = sum(verdict == "accepted" for verdict in c)
-    print(f"\n{len(files)} mutated model files, {accepted} accepted: C under ASan+UBSan {len(files) / c_seconds:.0f} "
+    print(f"\n{len(files)} spoiled model files, {accepted} accepted: C under ASan+UBSan {len(files) / c_seconds:.0f} "
           f"files/s, Python {len(files) / python_seconds:.0f} files/s")
     disagree = [(i, c[i], python[i]) for i in range(len(files)) if (c[i] == "accepted") != (python[i] == "accepted")]
     assert not disagree, f"{len(disagree)} files judged differently, the first: {disagree[:3]}"

@@ -1,25 +1,16 @@
 """The Python loader and the C runtime judge spoiled model files alike (tests/model_file_cases.py), and the Python
 loader builds nothing before a file passes every check."""
 import pytest
-import torch
 
 import utils.model_file
-from audioDataLoader.audio_dataset import AudioDatasetConfig
 from model.c_sampler import CModel
-from model.gru_audio_model import RNN, GRUAudioConfig
-from tests.harness.run_folders import TINY_SPECS
-from tests.model_file_cases import CASES, spoil
-from utils.model_file import model_file_bytes, read_model_bytes, read_model_file
+from tests.model_file_cases import CASES, spoil, valid_model_file
+from utils.model_file import read_model_bytes, read_model_file
 
 
 @pytest.fixture(scope="module")
 def reference_model_bytes():
-    """A valid small file: 3 parameters, a periodic reference of 2 harmonics on "p", 2 layers of 16."""
-    torch.manual_seed(0)
-    data = AudioDatasetConfig(data_dir="data", parameter_specs=TINY_SPECS, pitch_parameter="p",
-                              reference_harmonics=2)
-    model = RNN(GRUAudioConfig(cond_size=data.conditioning_size, hidden_size=16, num_layers=2)).eval()
-    return model_file_bytes(model, data, "in memory")
+    return valid_model_file()
 
 
 def python_verdict(raw: bytes) -> str | None:
