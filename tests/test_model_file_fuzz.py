@@ -15,7 +15,7 @@ import torch
 
 from audioDataLoader.audio_dataset import AudioDatasetConfig
 from model.gru_audio_model import RNN, GRUAudioConfig
-from tests.harness.model_file_mutations import mutants
+from tests.harness.model_file_mutations import canonical, mutants
 from tests.harness.run_folders import ROOT
 from tests.model_file_cases import CASES, spoil, valid_model_file
 from utils.model_file import model_file_bytes, read_model_bytes
@@ -37,9 +37,9 @@ def valid_files() -> list[bytes]:
     """Small valid files: the case table's (a periodic reference, 2 layers), and one of 1 layer conditioned on each."""
     torch.manual_seed(0)
     plain = AudioDatasetConfig(data_dir="data", parameter_specs={"a": (0.0, 1.0)}, numtokens=16)
-    return [valid_model_file(),
-            model_file_bytes(RNN(GRUAudioConfig(cond_size=1, hidden_size=4, num_layers=1, numtokens=16,
-                                                cond_every_layer=True)).eval(), plain, "in memory")]
+    return [canonical(valid_model_file()),
+            canonical(model_file_bytes(RNN(GRUAudioConfig(cond_size=1, hidden_size=4, num_layers=1, numtokens=16,
+                                                          cond_every_layer=True)).eval(), plain, "in memory"))]
 
 
 def c_verdicts(driver, files: list[bytes]) -> list[str]:

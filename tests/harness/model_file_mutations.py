@@ -127,8 +127,15 @@ MUTATIONS = [flip_byte, truncate, header_size_field, metadata_value, metadata_va
              json_text]
 
 
+def canonical(raw: bytes) -> bytes:
+    """Return the model file with its header's keys sorted: safetensors writes its metadata in an order that changes
+    from one process to the next, and mutants of one seed must be the same files in every run."""
+    header, data = _split(raw)
+    return _join(json.dumps(header, sort_keys=True), data)
+
+
 def mutants(raw: bytes, count: int, seed: int) -> list[bytes]:
-    """Return `count` mutants of the model file `raw`, the same for the same seed."""
+    """Return `count` mutants of the model file `raw`, the same for the same seed and file."""
     rng = np.random.default_rng(seed)
     result = []
     for _ in range(count):
