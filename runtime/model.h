@@ -23,13 +23,13 @@ struct rc_model {
     double pitch_low, pitch_high; /* its range in double, as Python computes the reference's frequency */
     int H, L, N, cond_every_layer, encode, sample_rate;
     char (*names)[MAX_NAME];
-    float *low, *high; /* (P) */
+    float *low, *high; /* (P): one allocation at low */
     rc_layer *layers;
     float *out_w_t;      /* (H, N) */
     float *out_b;        /* (N) */
     float *input_values; /* (N): the network's audio input for each class */
     float *decoded;      /* (N): each class as audio in [-1, 1] */
-    float *weights;      /* the one allocation behind every array above */
+    float *weights;      /* the one allocation behind the layers' arrays and the four above */
 };
 
 /* The periodic reference (reference.c): the phase step in radians for the pitch parameter's value mapped to

@@ -1,5 +1,6 @@
 /* Loading an exported model: the file's metadata and tensors checked against each other, the weights laid out for
  * the per-sample loop. The layout of the file is described in docs/runtime.md, "Exported model files". */
+#include <float.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -17,47 +18,111 @@ static int fail(char *error, size_t error_size, const char *format, ...) {
     return -1;
 }
 
+/* Returns whether text is a whole number as Python's utils/model_file_checks.py reads it: -?[0-9]+, nothing else
+ * (strtol alone would take spaces and a '+'). */
+static int is_whole_number(const char *text) {
+    const char *digits = text + (*text == '-');
+    if (*digits == '\0') return 0;
+    for (; *digits; digits++)
+        if (*digits < '0' || *digits > '9') return 0;
+    return 1;
+}
+
+/* Returns whether text is a decimal number: [+-]?([0-9]+(.[0-9]*)?|.[0-9]+)([eE][+-]?[0-9]+)?, as repr() writes
+ * floats; strtod alone would also take "nan", "inf", hexadecimal and leading spaces. */
+static int is_decimal(const char *text) {
+    const char *s = text + (*text == '+' || *text == '-');
+    size_t whole = strspn(s, "0123456789"), fraction = 0;
+    s += whole;
+    if (*s == '.') fraction = strspn(++s, "0123456789"), s += fraction;
+    if (whole + fraction == 0) return 0;
+    if (*s == 'e' || *s == 'E') {
+        s += 1 + (s[1] == '+' || s[1] == '-');
+        size_t exponent = strspn(s, "0123456789");
+        if (exponent == 0) return 0;
+        s += exponent;
+    }
+    return *s == '\0';
+}
+
 static int metadata_int(const st_file *file, const char *key, long low, long high, int *value, char *error,
                         size_t error_size) {
     const char *text = st_metadata(file, key);
-    char *end;
     if (!text) return fail(error, error_size, "metadata '%s' missing: export the model with export.py", key);
-    long v = strtol(text, &end, 10);
-    if (*text == '\0' || *end != '\0' || v < low || v > high)
+    long v = is_whole_number(text) ? strtol(text, NULL, 10) : 0; /* strtol saturates: too long is out of range */
+    if (!is_whole_number(text) || v < low || v > high)
         return fail(error, error_size, "metadata '%s' is '%s', not a whole number in [%ld, %ld]", key, text, low, high);
     *value = (int)v;
     return 0;
 }
 
+/* Reads a number finite in float32 (the runtime holds it as one: 1e39 would be infinite there). */
 static int metadata_double(const st_file *file, const char *key, double *value, char *error, size_t error_size) {
     const char *text = st_metadata(file, key);
-    char *end;
     if (!text) return fail(error, error_size, "metadata '%s' missing: export the model with export.py", key);
-    double v = strtod(text, &end);
-    if (*text == '\0' || *end != '\0' || !isfinite(v))
-        return fail(error, error_size, "metadata '%s' is '%s', not a number", key, text);
+    double v = is_decimal(text) ? strtod(text, NULL) : NAN;
+    if (!isfinite(v)) return fail(error, error_size, "metadata '%s' is '%s', not a finite number", key, text);
+    if (fabs(v) > FLT_MAX)
+        return fail(error, error_size, "metadata '%s' is '%s', beyond float32's range (+-%.3g)", key, text, FLT_MAX);
     *value = v;
     return 0;
 }
 
-/* Copies the float32 tensor `name` of shape (rows, cols), or (rows) when cols is 0, into values as doubles. */
+/* Names tensor `index` of the 4 + 4L the sizes call for, in the order they are checked and read, and gives its
+ * shape: (rows, cols), or (rows) when cols is 0. */
+static void expected_tensor(const rc_model *m, int index, char *name, size_t name_size, int *rows, int *cols) {
+    static const char *const gru[4] = {"weight_ih", "bias_ih", "weight_hh", "bias_hh"};
+    int H = m->H, last = 2 + 4 * m->L;
+    if (index < 2 || index >= last) {
+        int output = index >= last;
+        snprintf(name, name_size, "%s.%s", output ? "output" : "input_proj", index % 2 ? "bias" : "weight");
+        *rows = output ? m->N : H;
+        *cols = index % 2 ? 0 : output ? H : 1 + m->C;
+        return;
+    }
+    int k = (index - 2) / 4, which = (index - 2) % 4;
+    snprintf(name, name_size, "gru.%d.%s", k, gru[which]);
+    *rows = 3 * H;
+    *cols = which % 2 ? 0 : which == 2 || k == 0 || !m->cond_every_layer ? H : H + m->C;
+}
+
+/* Checks every tensor the sizes call for, and that there is no other, before anything is allocated for them. */
+static int check_tensors(const st_file *file, const rc_model *m, char *error, size_t error_size) {
+    int count = 4 + 4 * m->L;
+    for (int index = 0; index < count; index++) {
+        char name[64];
+        int rows, cols;
+        expected_tensor(m, index, name, sizeof name, &rows, &cols);
+        const st_tensor *t = st_tensor_named(file, name);
+        if (!t) return fail(error, error_size, "tensor '%s' missing", name);
+        if (strcmp(t->dtype, "F32") != 0)
+            return fail(error, error_size, "tensor '%s' is %s; the runtime reads F32 (float32)", name, t->dtype);
+        if (t->ndim != (cols ? 2 : 1) || t->shape[0] != (uint64_t)rows || (cols && t->shape[1] != (uint64_t)cols))
+            return fail(error, error_size, "tensor '%s' has the wrong shape for the sizes in the metadata: want "
+                                           "(%d%s%.0d)", name, rows, cols ? ", " : "", cols);
+        uint64_t floats = (uint64_t)rows * (uint64_t)(cols ? cols : 1);
+        if (t->nbytes != floats * sizeof(float))
+            return fail(error, error_size, "tensor '%s' holds %llu bytes for %llu floats", name,
+                        (unsigned long long)t->nbytes, (unsigned long long)floats);
+    }
+    if (file->num_tensors != count)
+        return fail(error, error_size, "the file holds %d tensors where its sizes call for %d", file->num_tensors,
+                    count);
+    return 0;
+}
+
+/* Copies the checked tensor `name` of rows * cols floats (cols 0: one column) into values as doubles; refuses
+ * NaN or infinite weights, which would make every voice's state non-finite. */
 static int read_tensor(const st_file *file, const char *name, int rows, int cols, double *values, char *error,
                        size_t error_size) {
     const st_tensor *t = st_tensor_named(file, name);
-    int ndim = cols ? 2 : 1;
-    if (!t) return fail(error, error_size, "tensor '%s' missing", name);
-    if (strcmp(t->dtype, "F32") != 0)
-        return fail(error, error_size, "tensor '%s' is %s; the runtime reads F32 (float32)", name, t->dtype);
-    if (t->ndim != ndim || t->shape[0] != (uint64_t)rows || (cols && t->shape[1] != (uint64_t)cols))
-        return fail(error, error_size, "tensor '%s' has the wrong shape for the sizes in the metadata: want (%d%s%.0d)",
-                    name, rows, cols ? ", " : "", cols);
     size_t count = (size_t)rows * (size_t)(cols ? cols : 1);
-    if (t->nbytes != count * sizeof(float))
-        return fail(error, error_size, "tensor '%s' holds %llu bytes for %zu floats", name,
-                    (unsigned long long)t->nbytes, count);
     for (size_t i = 0; i < count; i++) {
         float f;
         memcpy(&f, t->data + i * sizeof f, sizeof f); /* the file's data need not be aligned */
+        if (!isfinite(f))
+            return fail(error, error_size, "tensor '%s' holds NaN or infinite values (the first at index %zu): "
+                                           "export a checkpoint from before training diverged", name, i);
         values[i] = f;
     }
     return 0;
@@ -88,6 +153,11 @@ static int read_sizes(const st_file *file, rc_model *m, char *error, size_t erro
         metadata_int(file, "encode", 0, 1, &m->encode, error, error_size) ||
         metadata_int(file, "sample_rate", 1, 1000000, &m->sample_rate, error, error_size))
         return -1;
+    double dropout; /* unused when playing, but PyTorch refuses a network built with one outside [0, 1] */
+    if (metadata_double(file, "dropout", &dropout, error, error_size)) return -1;
+    if (dropout < 0 || dropout > 1)
+        return fail(error, error_size, "metadata 'dropout' is '%s', not a number in [0, 1]",
+                    st_metadata(file, "dropout"));
     return version;
 }
 
@@ -111,12 +181,18 @@ static int read_reference(const st_file *file, int version, rc_model *m, char *e
 }
 
 static int read_parameters(const st_file *file, rc_model *m, char *error, size_t error_size) {
+    m->names = calloc((unsigned)m->P + 1, sizeof *m->names);
+    m->low = calloc(2 * (unsigned)m->P + 1, sizeof *m->low);
+    if (!m->names || !m->low) return fail(error, error_size, "out of memory");
+    m->high = m->low + m->P;
     for (int i = 0; i < m->P; i++) {
         char key[64];
         snprintf(key, sizeof key, "parameter.%d.name", i);
         const char *name = st_metadata(file, key);
         if (!name || !*name || strlen(name) >= MAX_NAME)
             return fail(error, error_size, "metadata '%s' missing or longer than %d bytes", key, MAX_NAME - 1);
+        if (rc_model_parameter_index(m, name) >= 0)
+            return fail(error, error_size, "metadata '%s': parameter '%s' is named twice", key, name);
         strcpy(m->names[i], name);
         double low = 0, high = 0; /* initialised for GCC only: a failed read returns before they are used */
         snprintf(key, sizeof key, "parameter.%d.min", i);
@@ -135,14 +211,13 @@ static size_t layer_inputs(const rc_model *m, int k) {
     return (size_t)(m->cond_every_layer ? m->H + m->C : m->H);
 }
 
-/* Carves every array out of one allocation. */
+/* Carves every weight array out of one allocation. */
 static int allocate_weights(rc_model *m) {
-    size_t G = 3 * (size_t)m->H, total = (size_t)m->H * m->N + 3 * (size_t)m->N + 2 * (size_t)m->P;
+    size_t G = 3 * (size_t)m->H, total = (size_t)m->H * m->N + 3 * (size_t)m->N;
     for (int k = 0; k < m->L; k++) total += layer_inputs(m, k) * G + (size_t)m->H * G + 2 * G;
     m->weights = malloc(total * sizeof(float));
     m->layers = calloc((unsigned)m->L, sizeof *m->layers);
-    m->names = calloc((unsigned)m->P + 1, sizeof *m->names);
-    if (!m->weights || !m->layers || !m->names) return -1;
+    if (!m->weights || !m->layers) return -1;
     float *at = m->weights;
     for (int k = 0; k < m->L; k++) {
         rc_layer *layer = &m->layers[k];
@@ -155,9 +230,7 @@ static int allocate_weights(rc_model *m) {
     m->out_w_t = at, at += (size_t)m->H * m->N;
     m->out_b = at, at += m->N;
     m->input_values = at, at += m->N;
-    m->decoded = at, at += m->N;
-    m->low = at, at += m->P;
-    m->high = at;
+    m->decoded = at;
     return 0;
 }
 
@@ -237,6 +310,12 @@ static void fill_class_tables(rc_model *m) {
     }
 }
 
+/* Shows any control character in the message (a newline in a hostile name) as '?', so it stays one line. */
+static void one_line(char *error, size_t error_size) {
+    for (size_t i = 0; i < error_size && error[i]; i++)
+        if ((unsigned char)error[i] < 0x20 || error[i] == 0x7f) error[i] = '?';
+}
+
 static int host_is_little_endian(void) {
     const uint16_t one = 1;
     return *(const unsigned char *)&one == 1;
@@ -252,11 +331,13 @@ rc_model *rc_model_load_buffer(const void *buffer, size_t size, char *error, siz
     int status = m ? st_parse(buffer, size, &file, error, error_size) : fail(error, error_size, "out of memory");
     int version = status == 0 ? read_sizes(&file, m, error, error_size) : -1;
     status = version < 0 ? -1 : read_reference(&file, version, m, error, error_size);
-    if (status == 0 && allocate_weights(m)) status = fail(error, error_size, "out of memory");
     if (status == 0) status = read_parameters(&file, m, error, error_size);
+    if (status == 0) status = check_tensors(&file, m, error, error_size);
+    if (status == 0 && allocate_weights(m)) status = fail(error, error_size, "out of memory");
     if (status == 0) status = read_weights(&file, m, error, error_size);
     if (m) st_free(&file);
     if (status != 0) {
+        one_line(error, error_size);
         rc_model_free(m);
         return NULL;
     }
@@ -278,7 +359,7 @@ rc_model *rc_model_load(const char *path, char *error, size_t error_size) {
     } else {
         char reason[400];
         m = rc_model_load_buffer(buffer, (size_t)size, reason, sizeof reason);
-        if (!m) fail(error, error_size, "%s: %s", path, reason);
+        if (!m) fail(error, error_size, "%s: %s", path, reason), one_line(error, error_size);
     }
     free(buffer);
     fclose(f);
@@ -290,6 +371,7 @@ void rc_model_free(rc_model *m) {
     free(m->weights);
     free(m->layers);
     free(m->names);
+    free(m->low);
     free(m);
 }
 

@@ -7,6 +7,8 @@
 #include <stdint.h>
 
 #define ST_MAX_DIMS 8
+/* The safetensors format's own limit on the JSON header (utils/model_file_header.py's MAX_HEADER_SIZE). */
+#define ST_MAX_HEADER_SIZE 100000000
 
 typedef struct {
     char *name;

@@ -16,15 +16,19 @@ sin kφ, cos kφ for k = 1..K.
 from __future__ import annotations
 
 import json
+import re
+from dataclasses import replace
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from audioDataLoader.audio_dataset import AudioDatasetConfig
 from model.gru_audio_model import RNN, GRUAudioConfig
+from utils.checks import finite_number
+from utils.json_file import parse_json
+from utils.model_file_checks import ModelMetadata, check_metadata, check_tensors, expected_shapes, read_weights
+from utils.model_file_header import read_header
 
 MODEL_FILE_FORMAT = "rnncontrol"
 MODEL_FILE_VERSION = 2  # runtime/rnncontrol.h's RC_FORMAT_VERSION; version 1 files (no reference) load too
@@ -74,58 +78,68 @@ def model_file_bytes(model: RNN, data: AudioDatasetConfig, source: str, card: di
     return save_tensors(model_tensors(model), {**model_metadata(model.config, data, source), **(card or {})})
 
 
-def _configs(metadata: dict[str, str], path: Path) -> tuple[GRUAudioConfig, AudioDatasetConfig]:
-    version_1 = metadata["format_version"] == "1"  # written before the reference existed: none
+def _configs(checked: ModelMetadata, metadata: dict[str, str]) -> tuple[GRUAudioConfig, AudioDatasetConfig]:
+    reference = {}
+    if checked.harmonics:
+        reference = {"reference_harmonics": checked.harmonics, "pitch_units": checked.units,
+                     "pitch_parameter": list(checked.parameters)[checked.pitch]}
+    sizes = {name: checked.sizes[name] for name in _SIZES}
+    data = AudioDatasetConfig(data_dir=metadata.get("data_dir", ""), parameter_specs=checked.parameters,
+                              encode=bool(checked.sizes["encode"]), numtokens=sizes["numtokens"],
+                              sample_rate=checked.sizes["sample_rate"], **reference)
+    model = GRUAudioConfig(**sizes, dropout=checked.dropout, cond_every_layer=bool(checked.sizes["cond_every_layer"]))
+    return model, data
+
+
+def _held_out(metadata: dict[str, str], checked: ModelMetadata) -> dict[str, list[float]]:
+    """Return the optional `exclude` entry: the values of named parameters held out of training (for evaluate.py)."""
+    if "exclude" not in metadata:
+        return {}
+    held_out = parse_json(metadata["exclude"], "metadata 'exclude'")
+    if not (isinstance(held_out, dict) and set(held_out) <= set(checked.parameters)
+            and all(isinstance(v, list) and all(isinstance(x, (int, float)) for x in v) for v in held_out.values())):
+        raise ValueError("metadata 'exclude' must map parameter names to lists of values")
+    return {name: [finite_number(f"metadata 'exclude' {name}", x) for x in values] for name, values in held_out.items()}
+
+
+def _one_line(message: str, most: int = 500) -> str:
+    """The message with any control character (a newline in a hostile name) shown as '?', and cut at `most`."""
+    message = re.sub(r"[\x00-\x1f\x7f]", "?", message)
+    return message if len(message) <= most else message[:most] + "..."
+
+
+def read_model_bytes(raw: bytes, name: str, device: torch.device | str = "cpu") -> tuple[RNN, dict]:
+    """Return what read_model_file returns for a model file's bytes; `name` names the file in errors.
+
+    Everything is checked before anything is built, as runtime/model_file.c checks it (utils/model_file_checks.py):
+    the header, the metadata's sizes, reference and parameter ranges, then every tensor's shape and weights.
+    """
     try:
-        sizes = {name: int(metadata[name]) for name in _SIZES}
-        model_options = {"dropout": float(metadata["dropout"]),
-                         "cond_every_layer": bool(int(metadata["cond_every_layer"]))}
-        harmonics = 0 if version_1 else int(metadata["reference.harmonics"])
-        specs = {metadata[f"parameter.{i}.name"]: (float(metadata[f"parameter.{i}.min"]),
-                                                   float(metadata[f"parameter.{i}.max"]))
-                 for i in range(sizes["cond_size"] - 2 * harmonics)}
-        reference = {}
-        if harmonics:
-            reference = {"reference_harmonics": harmonics, "pitch_units": metadata["reference.units"],
-                         "pitch_parameter": list(specs)[int(metadata["reference.pitch"])]}
-        data = AudioDatasetConfig(data_dir=metadata["data_dir"], parameter_specs=specs,
-                                  encode=bool(int(metadata["encode"])), numtokens=sizes["numtokens"],
-                                  sample_rate=int(metadata["sample_rate"]),
-                                  exclude=json.loads(metadata.get("exclude", "{}")), **reference)
-    except (KeyError, ValueError, IndexError, TypeError) as error:
-        raise ValueError(f"{path}: its metadata is incomplete or wrong ({type(error).__name__}: {error}); "
-                         "export the run again with export.py") from error
-    return GRUAudioConfig(**sizes, **model_options), data
+        header = read_header(raw)
+        checked = check_metadata(header.metadata, MODEL_FILE_VERSION)
+        shapes = expected_shapes(checked.sizes)
+        check_tensors(header, shapes)
+        weights = read_weights(raw, header, shapes)
+        held_out = _held_out(header.metadata, checked)
+    except ValueError as error:
+        advice = "" if "export" in str(error) else ": export the model again with export.py"
+        raise ValueError(_one_line(f"{name}: {error}{advice}")) from None
+    model_config, data = _configs(checked, header.metadata)
+    data = replace(data, exclude=held_out)
+    model = RNN(model_config)
+    _load_tensors(model, weights)
+    config = {"format_version": MODEL_FILE_VERSION, "model": model_config, "data": data,
+              "source": header.metadata.get("source", "")}
+    return model.to(device).eval(), config
 
 
 def read_model_file(path: str | Path, device: torch.device | str = "cpu") -> tuple[RNN, dict]:
     """Return (model in eval mode, {"format_version", "model", "data", "source"}) from an exported model file."""
-    path = Path(path)
     try:
-        raw = path.read_bytes()
-        tensors = load_tensors(raw)
-        from safetensors import safe_open  # the metadata is only reachable through a file handle
-
-        with safe_open(path, "pt") as handle:
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError) as error:
-        raise ValueError(f"{path} is not a readable model file ({error}); it may be truncated or corrupted: "
-                         "export it again with export.py") from error
-    if metadata.get("format") != MODEL_FILE_FORMAT:
-        raise ValueError(f"{path} is a safetensors file but not an RNNControl model: export one with export.py")
-    if metadata.get("format_version") not in [str(v) for v in range(1, MODEL_FILE_VERSION + 1)]:
-        raise ValueError(f"{path} has model file format version {metadata.get('format_version')!r}; this RNNControl "
-                         f"reads versions 1 to {MODEL_FILE_VERSION}")
-    model_config, data = _configs(metadata, path)
-    model = RNN(model_config)
-    expected = model_tensors(model)
-    if set(tensors) != set(expected) or any(tensors[n].shape != t.shape for n, t in expected.items()):
-        wrong = sorted(n for n in set(tensors) | set(expected)
-                       if n not in tensors or n not in expected or tensors[n].shape != expected[n].shape)
-        raise ValueError(f"{path}: tensors {wrong} do not match the sizes in its metadata; export it again")
-    _load_tensors(model, tensors)
-    config = {"format_version": MODEL_FILE_VERSION, "model": model_config, "data": data, "source": metadata["source"]}
-    return model.to(device).eval(), config
+        raw = Path(path).read_bytes()
+    except OSError as error:
+        raise ValueError(f"{path} is not a readable model file ({error.strerror})") from None
+    return read_model_bytes(raw, str(path), device)
 
 
 @torch.no_grad()
