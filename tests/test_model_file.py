@@ -155,3 +155,19 @@ def test_the_c_runtime_refuses_every_prefix_and_survives_flipped_header_bytes(ru
             CModel(bytes(spoiled))
         except ValueError:
             pass
+
+
+@pytest.mark.parametrize("exclude, accepted", [('{"p": [67, 71]}', True), ('{"q": [1]}', False),
+                                               ('{"p": "67"}', False), ('{"p": [1e39]}', False), ("[", False)])
+def test_the_held_out_values_travel_in_the_file_and_a_bad_entry_is_one_line(run_folder, tmp_path, built_runtime,
+                                                                           exclude, accepted):
+    header, data = header_and_data(export(run_folder))
+    header["__metadata__"]["exclude"] = exclude
+    path = tmp_path / "held_out.safetensors"
+    write_with_header(path, header, data)
+    CModel(path.read_bytes())  # the C runtime passes over the entry
+    if accepted:
+        assert load_model(path, "cpu")[1]["data"].exclude == {"p": [67.0, 71.0]}
+    else:
+        with pytest.raises(ValueError, match=rf"^{path}: .*metadata 'exclude'"):
+            load_model(path, "cpu")
