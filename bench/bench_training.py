@@ -7,13 +7,25 @@ The per-step loop is the original's algorithm: one model call per time step, eac
 nn.GRU, as the original did. The whole sequence is one model call per batch: cuDNN's GRU on CUDA, and on CPU the
 GRU layer of model/cpu_gru.py (the same arithmetic, with a backward that does not replay every step's cell).
 With --full_schedule the original's schedule (40 epochs x 100 batches) is also run for real through train().
+
+With --busy it measures instead how training's speed holds up on a busy machine, for each thread choice: batches/s
+of the quick preset's shape (64 x 256, whole sequence) with the machine as it is ("quiet") and beside two
+single-thread busy loops at nice 19, each started in its own session as a program from another terminal would be
+(so Linux's autogroup scheduling gives each its own share, whatever its niceness). Each choice runs in a fresh
+process for --busy_seconds, the choices and loads taking turns for --rounds rounds; figures are medians over rounds.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +35,7 @@ import torch
 
 from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset
 from model.gru_audio_model import RNN, GRUAudioConfig
-from train import TrainConfig, train, train_step
+from train import PRESETS, TrainConfig, train, train_step
 
 SAMPLE_RATE = 16000
 SPECS = {"instID": (1.0, 2.0), "a": (0.0, 1.0), "p": (64.0, 76.0)}
@@ -77,6 +89,64 @@ def full_schedule_seconds(data_dir: Path, seq: int, output_dir: Path) -> float:
     return time.perf_counter() - start
 
 
+def batches_per_second(threads: int, batch: int, seq: int, seconds: float) -> dict[str, float]:
+    """Return the training batches/s (and the longest batch) of a fresh model on `threads` threads for `seconds`.
+
+    Run in a process of its own: OpenMP reads its wait policy once, when the process loads it.
+    """
+    torch.set_num_threads(threads)
+    step = training_step((torch.rand(batch, seq, 1 + len(SPECS)), torch.randint(0, 256, (batch, seq))),
+                         torch.device("cpu"), per_step=False)
+    step()  # warm-up
+    times, start = [], time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        began = time.perf_counter()
+        step()
+        times.append(time.perf_counter() - began)
+    return {"batches/s": len(times) / (time.perf_counter() - start), "longest": max(times)}
+
+
+@contextmanager
+def busy_processes(count: int, niceness: int = 19) -> Iterator[None]:
+    """Keep `count` single-thread busy loops running at `niceness`, each in a session of its own, for the block."""
+    loops = [subprocess.Popen([sys.executable, "-c", f"import os\nos.nice({niceness})\nwhile True: pass"],
+                              start_new_session=True) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+
+
+def busy_machine_table(batch: int, seq: int, seconds: float, rounds: int) -> str:
+    """Return the table of batches/s per thread choice, quiet and beside two busy loops, with their ratios."""
+    cores = os.cpu_count() or 1
+    choices = {f"{cores} threads (torch's default, before)": (cores, {}),
+               f"{cores} threads, OMP_WAIT_POLICY=PASSIVE": (cores, {"OMP_WAIT_POLICY": "PASSIVE"}),
+               "1 thread (train.py's default now)": (1, {})}
+    runs = {(name, load): [] for name in choices for load in ("quiet", "busy")}
+    for _ in range(rounds):
+        for load in ("quiet", "busy"):
+            with busy_processes(2 if load == "busy" else 0):
+                for name, (threads, env) in choices.items():
+                    runs[name, load].append(_timed_process(threads, env, batch, seq, seconds))
+    lines = [f"{'threads':<40} {'quiet b/s':>9} {'busy b/s':>9} {'busy/quiet':>10} {'longest busy batch':>19}"]
+    for name in choices:
+        quiet, busy = (statistics.median(r["batches/s"] for r in runs[name, load]) for load in ("quiet", "busy"))
+        longest = max(r["longest"] for r in runs[name, "busy"])
+        lines.append(f"{name:<40} {quiet:>9.2f} {busy:>9.2f} {100 * busy / quiet:>9.0f}% {longest:>17.2f} s")
+    return "\n".join(lines)
+
+
+def _timed_process(threads: int, env: dict[str, str], batch: int, seq: int, seconds: float) -> dict[str, float]:
+    code = (f"import json; from bench.bench_training import batches_per_second; "
+            f"print(json.dumps(batches_per_second({threads}, {batch}, {seq}, {seconds})))")
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parent.parent, check=True)
+    return json.loads(result.stdout.splitlines()[-1])
+
+
 def main(argv: list[str] | None = None) -> None:
     """Command line: print seconds per batch and sample-steps/s of each path, their ratio, and data loading."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -89,7 +159,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--full_schedule", action="store_true",
                         help="also run the original's 40 x 100 batches through train() (about 40 minutes on a "
                              "2-core CPU; not yet measured on a GPU)")
+    parser.add_argument("--busy", action="store_true",
+                        help="only the busy-machine comparison of thread choices (quick preset's batch)")
+    parser.add_argument("--busy_seconds", type=float, default=15.0, help="--busy: seconds each timed process trains")
+    parser.add_argument("--rounds", type=int, default=2, help="--busy: rounds of every choice and load")
     args = parser.parse_args(argv)
+    if args.busy:
+        print_busy_machine(args)
+        return
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -126,6 +203,15 @@ def main(argv: list[str] | None = None) -> None:
         if args.full_schedule:
             measured = full_schedule_seconds(data_dir, args.seq, Path(folder) / "output")
             print(f"original schedule run through train(): {measured / 60:.1f} min")
+
+
+def print_busy_machine(args: argparse.Namespace) -> None:
+    """Print the busy-machine table for the quick preset's batch, with the machine's load around it."""
+    batch = PRESETS["quick"]["batch_size"]
+    print(f"training batches/s, {batch} x {args.seq} samples (the quick preset), median of {args.rounds} rounds of "
+          f"{args.busy_seconds:g} s; load average before: {os.getloadavg()[0]:.2f}")
+    print(busy_machine_table(batch, args.seq, args.busy_seconds, args.rounds))
+    print(f"load average after: {os.getloadavg()[0]:.2f} (the bench's own processes included)")
 
 
 if __name__ == "__main__":
