@@ -84,10 +84,10 @@ MODEL_KEYS = {"hiddenSize": "hidden_size", "nLayers": "num_layers", "dropout": "
 TRAIN_KEYS = {f.name: f.name for f in fields(TrainConfig)}
 
 # PyTorch threads for training, a setting of the machine rather than of the run (so not in config.json). One by
-# default: the quick preset's batch is too small for two threads to gain much, and beside other busy processes two
-# OpenMP threads wait for each other at every one of a batch's thousands of barriers whenever one is descheduled.
-# On the 2-core machine beside two other training runs, two threads trained 0.10 batches/s and one thread 1.8
-# (bench/bench_training.py --busy; docs/results/speed.md).
+# default: beside other busy programs two OpenMP threads wait for each other at every one of a batch's thousands of
+# barriers whenever one is descheduled. On the 2-core machine beside two busy loops of other sessions, two threads
+# trained the quick preset at 0.13-0.32 batches/s and one thread at 1.8-2.3; idle, two gave 6.2 and one 4.1
+# (bench/bench_training.py --busy; docs/results/speed.md#training-on-a-busy-machine).
 DEFAULT_THREADS = 1
 
 PRESETS = {

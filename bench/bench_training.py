@@ -10,9 +10,11 @@ With --full_schedule the original's schedule (40 epochs x 100 batches) is also r
 
 With --busy it measures instead how training's speed holds up on a busy machine, for each thread choice: batches/s
 of the quick preset's shape (64 x 256, whole sequence) with the machine as it is ("quiet") and beside two
-single-thread busy loops at nice 19, each started in its own session as a program from another terminal would be
-(so Linux's autogroup scheduling gives each its own share, whatever its niceness). Each choice runs in a fresh
-process for --busy_seconds, the choices and loads taking turns for --rounds rounds; figures are medians over rounds.
+single-thread busy loops at nice 19, started either each in a session of its own, as programs from another terminal
+would be (Linux's autogroup scheduling then gives each a session's share, whatever its niceness), or in the bench's
+own session (where nice 19 leaves them little). Each choice runs in a fresh
+process for --busy_seconds (whole batches counted), the choices and loads taking turns for --rounds rounds; figures
+are medians over rounds.
 """
 from __future__ import annotations
 
@@ -23,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -85,32 +88,39 @@ def training_step(batch: tuple[torch.Tensor, torch.Tensor], device: torch.device
 def full_schedule_seconds(data_dir: Path, seq: int, output_dir: Path) -> float:
     """Return the wall time of train() with the original's schedule (40 x 100 batches of 256) on `data_dir`."""
     start = time.perf_counter()
-    train({"datadir": str(data_dir), "props": SPECS, "seqLen": seq, "savemodeldir": str(output_dir)})
+    train({"datadir": str(data_dir), "props": SPECS, "seqLen": seq, "savemodeldir": str(output_dir),
+           "threads": torch.get_num_threads()})  # --threads
     return time.perf_counter() - start
 
 
-def batches_per_second(threads: int, batch: int, seq: int, seconds: float) -> dict[str, float]:
-    """Return the training batches/s (and the longest batch) of a fresh model on `threads` threads for `seconds`.
+def print_batches_per_second(threads: int, batch: int, seq: int, seconds: float) -> None:
+    """Train a fresh model on `threads` threads for `seconds`, then print its batches/s as JSON and exit.
 
-    Run in a process of its own: OpenMP reads its wait policy once, when the process loads it.
+    Run in a process of its own: OpenMP reads its wait policy once, when the process loads it. The process ends at
+    `seconds` even inside a batch (two spinning threads on a busy machine took 95 s for one), counting whole batches.
     """
     torch.set_num_threads(threads)
     step = training_step((torch.rand(batch, seq, 1 + len(SPECS)), torch.randint(0, 256, (batch, seq))),
                          torch.device("cpu"), per_step=False)
     step()  # warm-up
-    times, start = [], time.perf_counter()
-    while time.perf_counter() - start < seconds:
-        began = time.perf_counter()
+    done, start = [], time.perf_counter()
+
+    def report() -> None:
+        print(json.dumps({"batches/s": len(done) / (time.perf_counter() - start)}), flush=True)
+        os._exit(0)
+
+    threading.Timer(seconds, report).start()
+    while True:
         step()
-        times.append(time.perf_counter() - began)
-    return {"batches/s": len(times) / (time.perf_counter() - start), "longest": max(times)}
+        done.append(time.perf_counter())
 
 
 @contextmanager
-def busy_processes(count: int, niceness: int = 19) -> Iterator[None]:
-    """Keep `count` single-thread busy loops running at `niceness`, each in a session of its own, for the block."""
+def busy_processes(count: int, own_sessions: bool, niceness: int = 19) -> Iterator[None]:
+    """Keep `count` single-thread busy loops running at `niceness` for the block, each in a session of its own
+    (as programs started from another terminal) or in this one's."""
     loops = [subprocess.Popen([sys.executable, "-c", f"import os\nos.nice({niceness})\nwhile True: pass"],
-                              start_new_session=True) for _ in range(count)]
+                              start_new_session=own_sessions) for _ in range(count)]
     try:
         yield
     finally:
@@ -119,32 +129,39 @@ def busy_processes(count: int, niceness: int = 19) -> Iterator[None]:
             loop.wait()
 
 
+# Linux's autogroup scheduling (on by default on desktops) shares the cores between sessions first, and niceness
+# counts only within a session: two busy loops in sessions of their own each get a session's share, nice 19 or not.
+LOADS = {"quiet": (0, False), "busy, own sessions": (2, True), "busy, this session": (2, False)}
+
+
 def busy_machine_table(batch: int, seq: int, seconds: float, rounds: int) -> str:
     """Return the table of batches/s per thread choice, quiet and beside two busy loops, with their ratios."""
     cores = os.cpu_count() or 1
     choices = {f"{cores} threads (torch's default, before)": (cores, {}),
                f"{cores} threads, OMP_WAIT_POLICY=PASSIVE": (cores, {"OMP_WAIT_POLICY": "PASSIVE"}),
                "1 thread (train.py's default now)": (1, {})}
-    runs = {(name, load): [] for name in choices for load in ("quiet", "busy")}
+    runs = {(name, load): [] for name in choices for load in LOADS}
     for _ in range(rounds):
-        for load in ("quiet", "busy"):
-            with busy_processes(2 if load == "busy" else 0):
+        for load, (count, own_sessions) in LOADS.items():
+            with busy_processes(count, own_sessions):
                 for name, (threads, env) in choices.items():
                     runs[name, load].append(_timed_process(threads, env, batch, seq, seconds))
-    lines = [f"{'threads':<40} {'quiet b/s':>9} {'busy b/s':>9} {'busy/quiet':>10} {'longest busy batch':>19}"]
+    busy = [load for load in LOADS if load != "quiet"]
+    lines = [f"{'threads':<40} {'quiet b/s':>9} " + " ".join(f"{load + ' b/s (/ quiet)':>31}" for load in busy)]
     for name in choices:
-        quiet, busy = (statistics.median(r["batches/s"] for r in runs[name, load]) for load in ("quiet", "busy"))
-        longest = max(r["longest"] for r in runs[name, "busy"])
-        lines.append(f"{name:<40} {quiet:>9.2f} {busy:>9.2f} {100 * busy / quiet:>9.0f}% {longest:>17.2f} s")
+        quiet = statistics.median(runs[name, "quiet"])
+        medians = [statistics.median(runs[name, load]) for load in busy]
+        cells = [f"{median:>19.2f} ({100 * median / quiet:>3.0f} %)" for median in medians]
+        lines.append(f"{name:<40} {quiet:>9.2f} " + " ".join(f"{cell:>31}" for cell in cells))
     return "\n".join(lines)
 
 
-def _timed_process(threads: int, env: dict[str, str], batch: int, seq: int, seconds: float) -> dict[str, float]:
-    code = (f"import json; from bench.bench_training import batches_per_second; "
-            f"print(json.dumps(batches_per_second({threads}, {batch}, {seq}, {seconds})))")
+def _timed_process(threads: int, env: dict[str, str], batch: int, seq: int, seconds: float) -> float:
+    code = (f"from bench.bench_training import print_batches_per_second; "
+            f"print_batches_per_second({threads}, {batch}, {seq}, {seconds})")
     result = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True,
                             cwd=Path(__file__).resolve().parent.parent, check=True)
-    return json.loads(result.stdout.splitlines()[-1])
+    return json.loads(result.stdout.splitlines()[-1])["batches/s"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -161,8 +178,8 @@ def main(argv: list[str] | None = None) -> None:
                              "2-core CPU; not yet measured on a GPU)")
     parser.add_argument("--busy", action="store_true",
                         help="only the busy-machine comparison of thread choices (quick preset's batch)")
-    parser.add_argument("--busy_seconds", type=float, default=15.0, help="--busy: seconds each timed process trains")
-    parser.add_argument("--rounds", type=int, default=2, help="--busy: rounds of every choice and load")
+    parser.add_argument("--busy_seconds", type=float, default=10.0, help="--busy: seconds each timed process trains")
+    parser.add_argument("--rounds", type=int, default=3, help="--busy: rounds of every choice and load")
     args = parser.parse_args(argv)
     if args.busy:
         print_busy_machine(args)
