@@ -11,6 +11,8 @@ import os
 import shutil
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Callable
@@ -87,6 +89,13 @@ DATA_KEYS = {"datadir": "data_dir", "props": "parameter_specs", "seqLen": "seque
 MODEL_KEYS = {"hiddenSize": "hidden_size", "nLayers": "num_layers", "dropout": "dropout", "numtokens": "numtokens",
               "cond_every_layer": "cond_every_layer"}
 TRAIN_KEYS = {f.name: f.name for f in fields(TrainConfig)}
+
+# PyTorch threads for training, a setting of the machine rather than of the run (so not in config.json). One by
+# default: beside other busy programs two OpenMP threads wait for each other at every one of a batch's thousands of
+# barriers whenever one is descheduled. On the 2-core machine beside two busy loops of other sessions, two threads
+# trained the quick preset at 0.13-0.32 batches/s and one thread at 1.8-2.3; idle, two gave 6.2 and one 4.1
+# (bench/bench_training.py --busy; docs/results/speed.md#training-on-a-busy-machine).
+DEFAULT_THREADS = 1
 
 PRESETS = {
     "default": {},
@@ -281,9 +290,28 @@ def train(params: dict, on_epoch_end: Callable[[int, float, RNN], None] | None =
 
 
 def train_run(params: dict, on_epoch_end: Callable[[int, float, RNN], None] | None = None) -> TrainingOutcome:
-    """Return the run folder and whether Ctrl-C stopped it, after training as `train` does."""
-    with process_group() as (rank, world_size):
+    """Return the run folder and whether Ctrl-C stopped it, after training as `train` does.
+
+    params["threads"] (default DEFAULT_THREADS) is how many CPU threads PyTorch trains with; the caller's count is
+    given back afterwards.
+    """
+    params = dict(params)
+    with torch_threads(params.pop("threads", DEFAULT_THREADS)), process_group() as (rank, world_size):
         return _train(params, on_epoch_end, rank, world_size)
+
+
+@contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run the block with PyTorch on `count` CPU threads, then set the caller's count again."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"threads must be a whole number of at least 1, got {count!r} (--threads on the command "
+                         f"line)")
+    callers = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(callers)
 
 
 def _train(params: dict, on_epoch_end: Callable[[int, float, RNN], None] | None, rank: int,
@@ -406,6 +434,9 @@ def _parse_args(argv: list[str] | None = None) -> dict:
                       ("numtokens", int), ("dropout", float), ("sample_rate", int), ("savemodeldir", str),
                       ("savemodel_interval", int), ("seed", int), ("device", str)]:
         parser.add_argument(f"--{key}", type=kind)
+    parser.add_argument("--threads", type=int,
+                        help=f"CPU threads PyTorch trains with (default {DEFAULT_THREADS}: the speed holds up "
+                             f"beside other busy programs; more may help a large batch on a quiet machine)")
     parser.add_argument("--resume", metavar="RUN_DIR", help="continue a run folder")
     parser.add_argument("--per_step", action="store_true", default=None, help="one GRU call per time step")
     parser.add_argument("--bf16", action="store_true", default=None, help="bf16 autocast on CUDA")

@@ -170,7 +170,8 @@ def run_cell(name: str, shape: str, variant: str, budget: str, seed: int, sampli
     elif missing:
         folder = rendered(name, shape, output, evaluation.amplitudes if budget == "tiny" else AMPLITUDES)
         started = time.perf_counter()
-        run_dir = train(training_params(DATASETS[name], folder, variant, budget, seed, output / "runs"))
+        run_dir = train({**training_params(DATASETS[name], folder, variant, budget, seed, output / "runs"),
+                         "threads": torch.get_num_threads()})  # --threads, as for the evaluation
         seconds = time.perf_counter() - started
         kept, missing = [], sampling
     for top_n, temperature in missing:

@@ -36,18 +36,26 @@ YIN = dict(fmin=150.0, fmax=1000.0, frame_length=1024, hop_length=96)  # 2 ms ho
 
 
 class Capture:
-    """A JACK client recording its input port, and when (perf_counter) each of its periods began."""
+    """A JACK client recording its input port, and when (perf_counter) each of its periods began.
 
-    def __init__(self, server: str, seconds: float) -> None:
+    With midi=True it also has a MIDI input port and keeps the captured frame at which each note-on came.
+    """
+
+    def __init__(self, server: str, seconds: float, midi: bool = False) -> None:
         self.audio = np.zeros(int(seconds * RATE) + RATE, dtype=np.float32)
         self.starts = np.zeros((len(self.audio) // PERIOD + 1, 2))  # (first frame, perf_counter)
         self.frames, self.periods = 0, 0
+        self.note_ons: list[int] = []
         self.client = jack.Client("bench-capture", servername=server)
         self.port = self.client.inports.register("in")
+        self.midi_port = self.client.midi_inports.register("midi_in") if midi else None
         self.client.set_process_callback(self._process)
         self.client.activate()
 
     def _process(self, count: int) -> None:
+        if self.midi_port is not None:
+            self.note_ons += [self.frames + offset for offset, data in self.midi_port.incoming_midi_events()
+                              if _is_note_on(bytes(data))]
         take = min(count, len(self.audio) - self.frames)
         if self.periods < len(self.starts):
             self.starts[self.periods] = self.frames, time.perf_counter()
@@ -64,6 +72,10 @@ class Capture:
         self.client.deactivate()
         self.client.close()
         return self.audio[:self.frames]
+
+
+def _is_note_on(data: bytes) -> bool:
+    return len(data) == 3 and data[0] & 0xF0 == 0x90 and data[2] > 0
 
 
 @dataclass

@@ -7,13 +7,28 @@ The per-step loop is the original's algorithm: one model call per time step, eac
 nn.GRU, as the original did. The whole sequence is one model call per batch: cuDNN's GRU on CUDA, and on CPU the
 GRU layer of model/cpu_gru.py (the same arithmetic, with a backward that does not replay every step's cell).
 With --full_schedule the original's schedule (40 epochs x 100 batches) is also run for real through train().
+
+With --busy it measures instead how training's speed holds up on a busy machine, for each thread choice: batches/s
+of the quick preset's shape (64 x 256, whole sequence) with the machine as it is ("quiet") and beside two
+single-thread busy loops at nice 19, started either each in a session of its own, as programs from another terminal
+would be (Linux's autogroup scheduling then gives each a session's share, whatever its niceness), or in the bench's
+own session (where nice 19 leaves them little). Each choice runs in a fresh
+process for --busy_seconds (whole batches counted), the choices and loads taking turns for --rounds rounds; figures
+are medians over rounds.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
+import sys
 import tempfile
+import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Callable
 
@@ -23,7 +38,7 @@ import torch
 
 from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset
 from model.gru_audio_model import RNN, GRUAudioConfig
-from train import TrainConfig, train, train_step
+from train import PRESETS, TrainConfig, train, train_step
 
 SAMPLE_RATE = 16000
 SPECS = {"instID": (1.0, 2.0), "a": (0.0, 1.0), "p": (64.0, 76.0)}
@@ -73,8 +88,80 @@ def training_step(batch: tuple[torch.Tensor, torch.Tensor], device: torch.device
 def full_schedule_seconds(data_dir: Path, seq: int, output_dir: Path) -> float:
     """Return the wall time of train() with the original's schedule (40 x 100 batches of 256) on `data_dir`."""
     start = time.perf_counter()
-    train({"datadir": str(data_dir), "props": SPECS, "seqLen": seq, "savemodeldir": str(output_dir)})
+    train({"datadir": str(data_dir), "props": SPECS, "seqLen": seq, "savemodeldir": str(output_dir),
+           "threads": torch.get_num_threads()})  # --threads
     return time.perf_counter() - start
+
+
+def print_batches_per_second(threads: int, batch: int, seq: int, seconds: float) -> None:
+    """Train a fresh model on `threads` threads for `seconds`, then print its batches/s as JSON and exit.
+
+    Run in a process of its own: OpenMP reads its wait policy once, when the process loads it. The process ends at
+    `seconds` even inside a batch (two spinning threads on a busy machine took 95 s for one), counting whole batches.
+    """
+    torch.set_num_threads(threads)
+    step = training_step((torch.rand(batch, seq, 1 + len(SPECS)), torch.randint(0, 256, (batch, seq))),
+                         torch.device("cpu"), per_step=False)
+    step()  # warm-up
+    done, start = [], time.perf_counter()
+
+    def report() -> None:
+        print(json.dumps({"batches/s": len(done) / (time.perf_counter() - start)}), flush=True)
+        os._exit(0)
+
+    threading.Timer(seconds, report).start()
+    while True:
+        step()
+        done.append(time.perf_counter())
+
+
+@contextmanager
+def busy_processes(count: int, own_sessions: bool, niceness: int = 19) -> Iterator[None]:
+    """Keep `count` single-thread busy loops running at `niceness` for the block, each in a session of its own
+    (as programs started from another terminal) or in this one's."""
+    loops = [subprocess.Popen([sys.executable, "-c", f"import os\nos.nice({niceness})\nwhile True: pass"],
+                              start_new_session=own_sessions) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for loop in loops:
+            loop.kill()
+            loop.wait()
+
+
+# Linux's autogroup scheduling (on by default on desktops) shares the cores between sessions first, and niceness
+# counts only within a session: two busy loops in sessions of their own each get a session's share, nice 19 or not.
+LOADS = {"quiet": (0, False), "busy, own sessions": (2, True), "busy, this session": (2, False)}
+
+
+def busy_machine_table(batch: int, seq: int, seconds: float, rounds: int) -> str:
+    """Return the table of batches/s per thread choice, quiet and beside two busy loops, with their ratios."""
+    cores = os.cpu_count() or 1
+    choices = {f"{cores} threads (torch's default, before)": (cores, {}),
+               f"{cores} threads, OMP_WAIT_POLICY=PASSIVE": (cores, {"OMP_WAIT_POLICY": "PASSIVE"}),
+               "1 thread (train.py's default now)": (1, {})}
+    runs = {(name, load): [] for name in choices for load in LOADS}
+    for _ in range(rounds):
+        for load, (count, own_sessions) in LOADS.items():
+            with busy_processes(count, own_sessions):
+                for name, (threads, env) in choices.items():
+                    runs[name, load].append(_timed_process(threads, env, batch, seq, seconds))
+    busy = [load for load in LOADS if load != "quiet"]
+    lines = [f"{'threads':<40} {'quiet b/s':>9} " + " ".join(f"{load + ' b/s (/ quiet)':>31}" for load in busy)]
+    for name in choices:
+        quiet = statistics.median(runs[name, "quiet"])
+        medians = [statistics.median(runs[name, load]) for load in busy]
+        cells = [f"{median:>19.2f} ({100 * median / quiet:>3.0f} %)" for median in medians]
+        lines.append(f"{name:<40} {quiet:>9.2f} " + " ".join(f"{cell:>31}" for cell in cells))
+    return "\n".join(lines)
+
+
+def _timed_process(threads: int, env: dict[str, str], batch: int, seq: int, seconds: float) -> float:
+    code = (f"from bench.bench_training import print_batches_per_second; "
+            f"print_batches_per_second({threads}, {batch}, {seq}, {seconds})")
+    result = subprocess.run([sys.executable, "-c", code], env={**os.environ, **env}, capture_output=True, text=True,
+                            cwd=Path(__file__).resolve().parent.parent, check=True)
+    return json.loads(result.stdout.splitlines()[-1])["batches/s"]
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -89,7 +176,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--full_schedule", action="store_true",
                         help="also run the original's 40 x 100 batches through train() (about 40 minutes on a "
                              "2-core CPU; not yet measured on a GPU)")
+    parser.add_argument("--busy", action="store_true",
+                        help="only the busy-machine comparison of thread choices (quick preset's batch)")
+    parser.add_argument("--busy_seconds", type=float, default=10.0, help="--busy: seconds each timed process trains")
+    parser.add_argument("--rounds", type=int, default=3, help="--busy: rounds of every choice and load")
     args = parser.parse_args(argv)
+    if args.busy:
+        print_busy_machine(args)
+        return
     torch.set_num_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -126,6 +220,15 @@ def main(argv: list[str] | None = None) -> None:
         if args.full_schedule:
             measured = full_schedule_seconds(data_dir, args.seq, Path(folder) / "output")
             print(f"original schedule run through train(): {measured / 60:.1f} min")
+
+
+def print_busy_machine(args: argparse.Namespace) -> None:
+    """Print the busy-machine table for the quick preset's batch, with the machine's load around it."""
+    batch = PRESETS["quick"]["batch_size"]
+    print(f"training batches/s, {batch} x {args.seq} samples (the quick preset), median of {args.rounds} rounds of "
+          f"{args.busy_seconds:g} s; load average before: {os.getloadavg()[0]:.2f}")
+    print(busy_machine_table(batch, args.seq, args.busy_seconds, args.rounds))
+    print(f"load average after: {os.getloadavg()[0]:.2f} (the bench's own processes included)")
 
 
 if __name__ == "__main__":

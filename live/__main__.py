@@ -1,6 +1,7 @@
 """Play a trained run live: audio out through PortAudio, JACK or none, controlled from Python, OSC and MIDI.
 
 Example: python -m live --audio jack --voices 4 --midi_virtual --osc_port 9000
+With --audio jack the client also offers a JACK MIDI input port, midi_in, played as --midi plays.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import time
 
 from live.control import MidiMapping, OscListener, open_midi_input, parse_cc
 from live.engine import RESAMPLE_QUALITIES, EngineConfig
+from live.jack_midi import JackMidiInput
 from live.outputs import describe_devices
 from live.realtime import OUTPUTS, AudioUnavailable
 from live.synth import DEFAULT_BUFFER_MS, LiveSynth
@@ -40,7 +42,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--param", action="append", default=[], metavar="NAME=VALUE", help="a starting value; repeat for each")
     add("--osc_port", type=int, help="listen for OSC on this UDP port: /param/<name>, /note_on, /note_off")
     add("--osc_host", default="127.0.0.1", help="address to listen on (0.0.0.0: from other machines, e.g. a phone)")
-    add("--midi", metavar="PORT", help="MIDI input port to play from (see --list-devices)")
+    add("--midi", metavar="PORT", help="MIDI input port to play from (see --list-devices); with --audio jack "
+        "the JACK MIDI port midi_in is offered too")
     add("--midi_virtual", action="store_true", help="make a virtual MIDI input port named RNNControl (or --midi)")
     add("--cc", action="append", default=[], metavar="CC=NAME", help="map a MIDI controller onto a parameter")
     add("--bend_range", type=float, default=2.0, help="semitones of a full pitch-bend")
@@ -121,6 +124,9 @@ def _open_controls(synth: LiveSynth, args: argparse.Namespace, cc: dict[int, str
     if args.midi or args.midi_virtual:
         mapping = MidiMapping(synth, synth.engine.specs, cc, args.bend_range)
         listeners.append(open_midi_input(args.midi, args.midi_virtual, mapping.handle))
+    if args.audio == "jack":
+        listeners.append(JackMidiInput(synth, cc, args.bend_range))
+        print(f"JACK MIDI input: {listeners[-1].port.name} (connect a keyboard or sequencer to it)")
     return listeners
 
 

@@ -105,6 +105,8 @@ class JackOutput:
         self.rate, self.period, self.xruns = self.client.samplerate, self.client.blocksize, 0
         self.port = self.client.outports.register("out")
         self._connect, self._realtime = connect, realtime
+        # Called with the period's frame count before each period plays: live/jack_midi.py reads its port there.
+        self.before_play: list[Callable[[int], None]] = []
 
     def start(self, play: Play) -> None:
         """Activate the client and connect its port."""
@@ -112,10 +114,12 @@ class JackOutput:
         # callback raises its own thread, once (JACK-Client offers no thread-init callback to do it before).
         raise_once = [self._realtime and not self.client.realtime]
 
-        def process(_frames: int) -> None:
+        def process(frames: int) -> None:
             if raise_once[0]:
                 raise_once[0] = False
                 raise_priority()
+            for hook in self.before_play:
+                hook(frames)
             play(self.port.get_array())
 
         self.client.set_process_callback(process)

@@ -132,15 +132,26 @@ def test_every_recipe_option_is_recorded_in_config_json_and_kept_on_resume(param
 def test_a_seed_trains_the_same_weights_to_the_bit_whatever_the_thread_count(params):
     """bench_control's runs reproduce on one machine kind: neither threads nor a second run change a seed's run."""
     weights = []
-    threads = torch.get_num_threads()
-    try:
-        for count in (1, 2, 1):
-            torch.set_num_threads(count)
-            state = load_checkpoint(train({**params, **RECIPE}) / LAST_CHECKPOINT)["model"]
-            weights.append(torch.cat([t.flatten() for t in state.values()]))
-    finally:
-        torch.set_num_threads(threads)
+    for count in (1, 2, 1):
+        state = load_checkpoint(train({**params, **RECIPE, "threads": count}) / LAST_CHECKPOINT)["model"]
+        weights.append(torch.cat([t.flatten() for t in state.values()]))
     assert torch.equal(weights[0], weights[1]) and torch.equal(weights[0], weights[2])
+
+
+def test_training_runs_on_one_thread_unless_asked_and_gives_the_callers_count_back(params):
+    callers = torch.get_num_threads()
+    seen = []
+    train({**params, "num_epochs": 1}, on_epoch_end=lambda *_: seen.append(torch.get_num_threads()))
+    train({**params, "num_epochs": 1, "threads": 2}, on_epoch_end=lambda *_: seen.append(torch.get_num_threads()))
+    assert seen == [1, 2] and torch.get_num_threads() == callers
+    assert "threads" not in json.loads((sorted(Path(params["savemodeldir"]).iterdir())[-1] / "config.json")
+                                       .read_text())["train"]  # a setting of the machine, not of the run
+
+
+@pytest.mark.parametrize("threads", [0, 1.5, "2"])
+def test_a_bad_thread_count_is_refused_by_name(params, threads):
+    with pytest.raises(ValueError, match=f"threads must be a whole number of at least 1, got {threads!r}"):
+        train({**params, "threads": threads})
 
 
 def test_original_preset_is_the_original_network_and_trains_as_before(params):

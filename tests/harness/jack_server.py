@@ -101,3 +101,34 @@ def play_through_jack(synth, server: str, seconds: float,
     finally:
         audio = capture.close()
     return audio
+
+
+@contextmanager
+def midiseq(server: str, name: str, loop_frames: int, notes: list[tuple[int, int, int]]) -> Iterator[str]:
+    """Run jackd2's example sequencer looping (start frame, note, frames held) notes; yield its port's name."""
+    if shutil.which("jack_midiseq") is None:
+        raise FileNotFoundError("jack_midiseq is not installed: on Debian `apt-get install jackd2` "
+                                "(scripts/setup.sh does it)")
+    command = ["jack_midiseq", name, str(loop_frames), *(str(value) for note in notes for value in note)]
+    process = subprocess.Popen(command, env={**os.environ, "JACK_DEFAULT_SERVER": server},
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        yield f"{name}:out"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def connect_when_ready(client, source: str, destination, timeout: float = 10.0) -> None:
+    """Connect `source` to `destination` once the client owning `source` is active (JACK refuses it before)."""
+    import jack
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            client.connect(source, destination)
+            return
+        except jack.JackError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
