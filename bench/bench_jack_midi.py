@@ -1,6 +1,6 @@
 """MIDI through JACK: jack_midiseq plays chords into live play's JACK MIDI port; underflows and event-to-sound latency.
 
-Run from the repository root: .venv/bin/python -m bench.bench_jack_midi [--seconds 20] [--voices 1 4]
+Run from the repository root: .venv/bin/python -m bench.bench_jack_midi [--seconds 20] [--voices 1 4] [--backend c]
 Starts `jackd --no-realtime -d dummy -r 48000 -p 128` under a unique name and plays a run (default:
 tests/fixtures/quick_run) through it with `--voices N`. jack_midiseq, jackd2's example sequencer (written by nobody
 here), loops a chord of N notes (64, 65, ...) held for 0.25 s every 0.5 s into the synth's port midi_in and into a
@@ -22,6 +22,7 @@ from bench.bench_live import PERIOD, RATE, Capture
 from live.engine import EngineConfig
 from live.jack_midi import JackMidiInput
 from live.synth import DEFAULT_BUFFER_MS, LiveSynth
+from model.sampler import BACKENDS
 from tests.harness.jack_server import connect_when_ready, dummy_jack_server, midiseq
 from utils.run_folder import load_model
 
@@ -29,9 +30,10 @@ LOOP, HELD = RATE // 2, RATE // 4  # frames: a chord every 0.5 s, held for 0.25 
 SILENCE = RATE // 20  # 50 ms of zeros before a sounding frame make it an onset (the release is 80 ms of 170)
 
 
-def play(model, data, server: str, voices: int, seconds: float, buffer_ms: float) -> dict:
-    """Play `seconds` of the chord loop with `voices` voices; return underflows, xruns and latencies (ms)."""
-    engine = EngineConfig(voices=voices, seed=0, initial={"instID": 1, "a": 0.8})
+def play(model, data, server: str, voices: int, seconds: float, buffer_ms: float, backend: str = "auto") -> dict:
+    """Play `seconds` of the chord loop with `voices` voices on `backend`; return underflows, xruns and latencies
+    (ms)."""
+    engine = EngineConfig(voices=voices, seed=0, initial={"instID": 1, "a": 0.8}, backend=backend)
     synth = LiveSynth(model, data, engine, audio="jack", jack_server=server, connect=False, buffer_ms=buffer_ms)
     midi = JackMidiInput(synth)
     chord = [(0, note, HELD) for note in range(64, 64 + voices)]
@@ -72,15 +74,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="playing time per voice count")
     parser.add_argument("--voices", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--buffer_ms", type=float, default=DEFAULT_BUFFER_MS)
+    parser.add_argument("--backend", choices=BACKENDS, default="auto", help="the voices' sampler (c: the batched "
+                        "kernel)")
     args = parser.parse_args(argv)
     model, config = load_model(args.run_directory, "cpu")
     print(f"{args.run_directory}: {args.seconds:.0f} s per row, {RATE} Hz, {PERIOD}-frame periods, {args.buffer_ms} "
-          f"ms buffer, jack_midiseq chords of --voices notes held 0.25 s every 0.5 s; load average "
+          f"ms buffer, backend {args.backend}, jack_midiseq chords of --voices notes held 0.25 s every 0.5 s; load average "
           f"{os.getloadavg()[0]:.2f}")
     print("voices | underflows | xruns | event-to-sound ms median / p99 (missed of chords)")
     with dummy_jack_server(RATE, PERIOD) as server:
         for voices in args.voices:
-            r = play(model, config["data"], server, voices, args.seconds, args.buffer_ms)
+            r = play(model, config["data"], server, voices, args.seconds, args.buffer_ms, args.backend)
             latency = (f"{np.median(r['latency']):6.1f} / {np.percentile(r['latency'], 99):6.1f}"
                        if len(r["latency"]) else "     - /      -")
             print(f"{voices:6d} | {r['underflows']:10d} | {r['xruns']:5d} | {latency} ({r['missed']} of "
