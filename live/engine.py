@@ -94,9 +94,7 @@ class LiveEngine:
         self.specs = dict(data_config.parameter_specs)
         self.model_rate = int(data_config.sample_rate)
         self.names = list(self.specs)
-        # Notes are MIDI numbers; a pitch parameter declared in Hz takes their frequency.
-        pitch_units = data_config.pitch_units if config.pitch == data_config.pitch_parameter else "midi"
-        self.values = LiveValues(self.specs, config.pitch, config.velocity, pitch_units)
+        self.values = LiveValues.of(data_config, config.pitch, config.velocity)
         self._check_config(config)
         numtokens, voices = model.config.numtokens, config.voices
         self._decoded = mu_law_decode(np.arange(numtokens), numtokens)  # a table: quicker than decoding each block

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from audioDataLoader.audio_dataset import AudioDatasetConfig
 from live.notes import from_midi_value, note_value
 from utils.checks import finite_number
 
@@ -31,6 +32,13 @@ class LiveValues:
     pitch: str | None  # the parameter a note's number sets
     velocity: str | None  # the parameter a note's velocity sets
     pitch_units: str = "midi"  # the pitch parameter's units: notes are MIDI numbers, "hz" takes their frequency
+
+    @classmethod
+    def of(cls, data: AudioDatasetConfig, pitch: str | None, velocity: str | None) -> LiveValues:
+        """Return the checks for a run's data settings, notes setting `pitch` and `velocity`."""
+        # Notes are MIDI numbers; a pitch parameter declared in Hz takes their frequency.
+        units = data.pitch_units if pitch == data.pitch_parameter else "midi"
+        return cls(dict(data.parameter_specs), pitch, velocity, units)
 
     @property
     def names(self) -> list[str]:
