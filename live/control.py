@@ -1,16 +1,17 @@
 """Control of live play from outside Python: OSC messages over UDP and MIDI input (mido + python-rtmidi).
 
 Both call the same four controls as Python does (`set`, `note_on`, `note_off`, `bend`) on a target, normally a
-LiveSynth. A bad message is reported on one line through `report` and dropped; it never stops the listener.
+LiveSynth. A bad message is reported on one line through `report` and dropped; it never stops the listener. The
+lines are rate-limited (live/rate_limited_report.py): a flood of bad messages writes a few lines a second.
 """
 from __future__ import annotations
 
 import errno
-import sys
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from live.rate_limited_report import RateLimitedReport, to_stderr
 from live.realtime import raise_priority
 
 Report = Callable[[str], None]
@@ -23,10 +24,6 @@ class Controls(Protocol):
     def note_on(self, note: float, velocity: float = 100) -> None: ...
     def note_off(self, note: float) -> None: ...
     def bend(self, semitones: float) -> None: ...
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
 
 
 def parse_cc(texts: list[str], names: list[str]) -> dict[int, str]:
@@ -46,8 +43,9 @@ class MidiMapping:
     """Turns MIDI messages into controls: notes and velocity, pitch bend in semitones, control changes to parameters."""
 
     def __init__(self, target: Controls, specs: dict[str, tuple[float, float]], cc: dict[int, str] | None = None,
-                 bend_range: float = 2.0, report: Report = _stderr) -> None:
-        self.target, self.specs, self.cc, self.bend_range, self.report = target, specs, cc or {}, bend_range, report
+                 bend_range: float = 2.0, report: Report = to_stderr) -> None:
+        self.target, self.specs, self.cc, self.bend_range = target, specs, cc or {}, bend_range
+        self.report = RateLimitedReport(report)
 
     def handle(self, message: Any) -> None:
         """Apply one mido message; anything else (clock, aftertouch, other controllers) is ignored."""
@@ -86,11 +84,11 @@ def open_midi_input(port: str | None, virtual: bool, callback: Callable[[Any], N
 class OscListener:
     """A UDP server on (host, port) whose messages drive the controls, served by its own thread."""
 
-    def __init__(self, target: Controls, port: int, host: str = "127.0.0.1", report: Report = _stderr) -> None:
+    def __init__(self, target: Controls, port: int, host: str = "127.0.0.1", report: Report = to_stderr) -> None:
         from pythonosc.dispatcher import Dispatcher
         from pythonosc.osc_server import BlockingOSCUDPServer
 
-        self.target, self.report = target, report
+        self.target, self.report = target, RateLimitedReport(report)
         dispatcher = Dispatcher()
         dispatcher.map("/param/*", self._param)
         dispatcher.map("/note_on", self._note_on)
@@ -136,7 +134,8 @@ class OscListener:
             self.report(f"OSC {address} {list(args)}: {error}")
 
     def close(self) -> None:
-        """Stop serving and free the port."""
+        """Stop serving, free the port, and write the count of reports held back."""
         self.server.shutdown()
         self.server.server_close()
         self._thread.join()
+        self.report.flush()

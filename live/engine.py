@@ -6,11 +6,8 @@ and units and may come from any thread; they queue events that the next `pull` a
 """
 from __future__ import annotations
 
-import heapq
 import itertools
 import math
-import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -19,6 +16,7 @@ import soxr
 
 from audioDataLoader.audio_dataset import normalize_parameters
 from audioDataLoader.mulaw import mu_law_decode
+from live.events import Event, EventQueue
 from live.values import LiveValues
 from live.voice_allocator import DRONE, Start, VoiceAllocator
 from model.gru_audio_model import RNN
@@ -52,15 +50,6 @@ class EngineConfig:
     # 1.0-1.5 ms on one numba thread and 15-21 ms when numba's thread pool had to be woken for it (measured).
     threads: int = 1
     backend: str = "auto"  # the sampler: numba, c (the C runtime), torch, or auto (numba when installed)
-
-
-@dataclass(order=True)
-class _Event:
-    sample: int  # model-rate sample it takes effect at; -1: as soon as possible
-    order: int
-    kind: str = field(compare=False)
-    args: tuple = field(compare=False)
-    queued_at: float = field(compare=False)
 
 
 class _Ramps:
@@ -111,9 +100,7 @@ class LiveEngine:
         self._notes: dict[int, float] = {}  # voice -> the note number it plays (before bend)
         self._bend = 0.0
         self.mix_gain = 1.0 / math.sqrt(voices)  # headroom: N uncorrelated voices sum to one voice's power
-        self._events: list[_Event] = []
-        self._order = itertools.count()
-        self._lock = threading.Lock()
+        self._events = EventQueue()
         self._resampler = None if self.model_rate == config.output_rate else soxr.ResampleStream(
             self.model_rate, config.output_rate, 1, dtype="float32", quality=config.resample_quality)
         self._pending = np.zeros(0, dtype=np.float32)
@@ -175,9 +162,7 @@ class LiveEngine:
             sample = -1
         else:
             sample = int(round(finite_number("at", at) * self.model_rate / self.config.output_rate))
-        event = _Event(sample, next(self._order), kind, args, time.perf_counter())
-        with self._lock:
-            heapq.heappush(self._events, event)
+        self._events.push(sample, kind, args)
 
     # ---- rendering ----
 
@@ -199,6 +184,11 @@ class LiveEngine:
         delay = self._resampler.delay() if self._resampler is not None else 0.0
         return int(round(sample * self.config.output_rate / self.model_rate + delay))
 
+    @property
+    def coalesced_events(self) -> int:
+        """Return how many parameter changes a later change in the same block replaced before they played."""
+        return self._events.coalesced
+
     def sounding(self) -> int:
         """Return how many voices sound now."""
         return len(self._allocator.sounding())
@@ -207,8 +197,10 @@ class LiveEngine:
         """Return the next `count` model-rate samples of the mix, applying each event at its sample."""
         out = np.zeros(count, dtype=np.float32)
         start, end = self.generated, self.generated + count
+        events = deque(self._events.take(end))
         while start < end:
-            stop = self._apply_due(start, end)
+            self._apply_due(events, start)
+            stop = min(events[0].sample if events else end, int(min(self._free_at.min(), end)))
             if stop > start:
                 out[start - self.generated:stop - self.generated] = self._mix(start, stop)
             start = stop
@@ -221,20 +213,15 @@ class LiveEngine:
             self._allocator.free(voice)
             self._free_at[voice] = np.inf
 
-    def _apply_due(self, start: int, end: int) -> int:
-        """Apply the events due at `start`; return where the next one is due (or `end`)."""
-        with self._lock:
-            due = []
-            while self._events and self._events[0].sample <= start:
-                due.append(heapq.heappop(self._events))
-            next_due = self._events[0].sample if self._events else end
-        for event in due:
+    def _apply_due(self, events: deque[Event], start: int) -> None:
+        """Apply, and take from the front of `events`, those due at `start`."""
+        while events and events[0].sample <= start:
+            event = events.popleft()
             if 0 <= event.sample < start:
                 self.late_events += 1
             getattr(self, f"_apply_{event.kind}")(start, *event.args)
             self.landed.append((event.queued_at, self.output_frame(start)))
         self._free_released(start)
-        return min(next_due, end, int(min(self._free_at.min(), end)))
 
     def _mix(self, start: int, stop: int) -> np.ndarray:
         active = np.array(self._allocator.sounding(), dtype=np.int64)
