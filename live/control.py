@@ -7,14 +7,21 @@ lines are rate-limited (live/rate_limited_report.py): a flood of bad messages wr
 from __future__ import annotations
 
 import errno
+import select
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
 from live.rate_limited_report import RateLimitedReport, to_stderr
 from live.realtime import raise_priority
+from live.values import MAX_BEND
+from utils.checks import finite_number
 
 Report = Callable[[str], None]
+_MAX_DATAGRAM = 65536
+_MAX_DRAINED = 1024  # datagrams read at once before any is dispatched
+_CLOSE_POLL_SECONDS = 0.1  # how soon the listening thread notices close()
 
 
 class Controls(Protocol):
@@ -44,6 +51,8 @@ class MidiMapping:
 
     def __init__(self, target: Controls, specs: dict[str, tuple[float, float]], cc: dict[int, str] | None = None,
                  bend_range: float = 2.0, report: Report = to_stderr) -> None:
+        if not abs(finite_number("--bend_range", bend_range)) <= MAX_BEND:
+            raise ValueError(f"--bend_range: {bend_range:g} semitones is past ±{MAX_BEND:g}; give a smaller range")
         self.target, self.specs, self.cc, self.bend_range = target, specs, cc or {}, bend_range
         self.report = RateLimitedReport(report)
 
@@ -104,12 +113,18 @@ class OscListener:
                                  f"choose another with --osc_port") from None
             raise ValueError(f"cannot listen for OSC on {host}:{port} ({error}); check --osc_host") from None
         self.port = self.server.server_address[1]
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="live-osc", daemon=True)
         self._thread.start()
 
     def _serve(self) -> None:
         raise_priority()  # a control waits in this thread's queue until it is read: part of the latency
-        self.server.serve_forever()
+        sock = self.server.socket
+        while not self._closing.is_set():
+            if not select.select([sock], [], [], _CLOSE_POLL_SECONDS)[0]:
+                continue
+            for data, client in latest_changes(_drain(sock)):
+                self.server.dispatcher.call_handlers_for_packet(data, client)
 
     def _param(self, address: str, *args: Any) -> None:
         self._call(address, args, 1, lambda value: self.target.set(**{address[len("/param/"):]: value}))
@@ -135,7 +150,30 @@ class OscListener:
 
     def close(self) -> None:
         """Stop serving, free the port, and write the count of reports held back."""
-        self.server.shutdown()
-        self.server.server_close()
+        self._closing.set()
         self._thread.join()
+        self.server.server_close()
         self.report.flush()
+
+
+def _drain(sock: socket.socket) -> list[tuple[bytes, Any]]:
+    """Return the datagrams already waiting on sock, up to _MAX_DRAINED, without waiting for more."""
+    drained = []
+    while len(drained) < _MAX_DRAINED:
+        try:
+            drained.append(sock.recvfrom(_MAX_DATAGRAM, socket.MSG_DONTWAIT))
+        except BlockingIOError:
+            break
+    return drained
+
+
+def latest_changes(datagrams: list[tuple[bytes, Any]]) -> list[tuple[bytes, Any]]:
+    """Return the datagrams in their order, but of those to one /param/ address only the last.
+
+    Parsing an OSC message in Python costs about as much as the generator's work for a sample, and the parsing
+    thread holds the interpreter meanwhile: under a flood only the changes that would play are parsed (the engine
+    keeps one change per parameter per block anyway). Notes, bundles and the rest keep every message.
+    """
+    address = [data.split(b"\0", 1)[0] if data.startswith(b"/param/") else None for data, _ in datagrams]
+    last = {name: index for index, name in enumerate(address) if name is not None}
+    return [item for index, item in enumerate(datagrams) if address[index] is None or last[address[index]] == index]

@@ -8,8 +8,6 @@ such values never computes inf - inf.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 
 from audioDataLoader.audio_dataset import AudioDatasetConfig
@@ -24,14 +22,23 @@ REACH = 100.0
 MAX_BEND = 128.0
 
 
-@dataclass(frozen=True)
+def _reach(spec: tuple[float, float]) -> tuple[float, float]:
+    """Return the lowest and highest values within reach of a parameter's range (low, high)."""
+    low, high = sorted(spec)
+    return low - REACH * (high - low), high + REACH * (high - low)
+
+
 class LiveValues:
     """The checks for one run's controls: its parameter ranges, which parameters notes set, the pitch's units."""
 
-    specs: dict[str, tuple[float, float]]
-    pitch: str | None  # the parameter a note's number sets
-    velocity: str | None  # the parameter a note's velocity sets
-    pitch_units: str = "midi"  # the pitch parameter's units: notes are MIDI numbers, "hz" takes their frequency
+    def __init__(self, specs: dict[str, tuple[float, float]], pitch: str | None, velocity: str | None,
+                 pitch_units: str = "midi") -> None:
+        self.specs, self.pitch, self.velocity = dict(specs), pitch, velocity
+        self.pitch_units = pitch_units  # "midi": notes are the pitch's values; "hz": they take their frequency
+        self.names = list(self.specs)
+        # Made once: OSC may bring 10,000 values a second, each checked in the listener's thread.
+        self._index = {name: index for index, name in enumerate(self.names)}
+        self._reaches = {name: _reach(spec) for name, spec in self.specs.items()}
 
     @classmethod
     def of(cls, data: AudioDatasetConfig, pitch: str | None, velocity: str | None) -> LiveValues:
@@ -40,16 +47,11 @@ class LiveValues:
         units = data.pitch_units if pitch == data.pitch_parameter else "midi"
         return cls(dict(data.parameter_specs), pitch, velocity, units)
 
-    @property
-    def names(self) -> list[str]:
-        """Return the run's parameter names, in the network's order."""
-        return list(self.specs)
-
     def parameter(self, name: str, value: object) -> tuple[int, float]:
         """Return (the parameter's index, value as a float), or raise ValueError naming it."""
-        if name not in self.specs:
+        if name not in self._index:
             raise ValueError(f"unknown parameter {name!r}: this run's parameters are {self.names}")
-        return self.names.index(name), self._within_reach(name, finite_number(name, value))
+        return self._index[name], self._within_reach(name, finite_number(name, value))
 
     def parameters(self, values: dict[str, object]) -> dict[str, float]:
         """Return {name: value as a float} for values in the parameters' own units, every one checked."""
@@ -89,7 +91,7 @@ class LiveValues:
 
         A checked note plus a checked bend may land past reach; played, it stops there, and nothing is raised.
         """
-        low, high = self._reach(self.pitch)
+        low, high = self._reaches[self.pitch]
         return min(max(self.pitch_value(note), low), high)
 
     def pitch_value(self, note: float) -> float:
@@ -107,13 +109,8 @@ class LiveValues:
         if self.pitch is None:
             raise ValueError("notes need a pitch parameter and none is configured: choose one with --pitch NAME")
 
-    def _reach(self, name: str) -> tuple[float, float]:
-        low, high = sorted(self.specs[name])
-        width = high - low
-        return low - REACH * width, high + REACH * width
-
     def _within_reach(self, name: str, value: float, what: str | None = None) -> float:
-        low, high = self._reach(name)
+        low, high = self._reaches[name]
         if not low <= value <= high:
             spec_low, spec_high = sorted(self.specs[name])
             raise ValueError(f"{what or name}: {name} = {value:g} lies more than {REACH:g} range widths past "

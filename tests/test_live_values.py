@@ -8,8 +8,10 @@ import math
 import numpy as np
 import pytest
 import torch
+from pythonosc.osc_message_builder import OscMessageBuilder
 
 from audioDataLoader.audio_dataset import AudioDatasetConfig
+from live.control import MidiMapping, OscListener
 from live.engine import EngineConfig, LiveEngine
 from live.synth import LiveSynth
 from model.gru_audio_model import RNN, GRUAudioConfig
@@ -92,6 +94,34 @@ def test_a_note_bent_past_reach_plays_at_the_edge_of_reach():
     synth.pull(400)
     pitch = synth._params.at(np.array([0]), np.array([float(synth.generated - 1)]))[0, 0, 2]
     assert pitch == 1276 and state_is_finite(synth)
+
+
+def osc(listener: OscListener, address: str, value: float) -> None:
+    """Deliver one OSC message with a double, as the listener's server receives it from the network."""
+    builder = OscMessageBuilder(address)
+    builder.add_arg(value, "d")
+    listener.server.dispatcher.call_handlers_for_packet(builder.build().dgram, ("192.0.2.1", 9))
+
+
+def test_osc_values_that_would_leave_a_constant_are_refused_in_one_line_naming_the_message():
+    synth, reports = engine(referenced(), drone=True), []
+    listener = OscListener(synth, 0, report=reports.append)
+    try:
+        for value in (1.7e308, -1.7e308, 20000.0):  # beyond float32; a frequency beyond float64
+            osc(listener, "/param/p", value)
+            synth.pull(200)
+        osc(listener, "/param/p", 70.0)
+    finally:
+        listener.close()
+    assert [line.split(":")[0] for line in reports] == ["OSC /param/p [1.7e+308]", "OSC /param/p [-1.7e+308]",
+                                                        "OSC /param/p [20000.0]"]
+    synth.pull(800)
+    assert state_is_finite(synth) and plays(synth.pull(4000))
+
+
+def test_a_midi_bend_range_past_the_widest_bend_is_refused_at_the_start():
+    with pytest.raises(ValueError, match="--bend_range: 1000 semitones is past ±128"):
+        MidiMapping(engine(), dict(AudioDatasetConfig().parameter_specs), bend_range=1000)
 
 
 def poison(synth: LiveEngine, voice: int) -> None:
