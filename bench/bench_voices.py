@@ -92,7 +92,7 @@ def live_table(model, data, backends: list[str], voice_counts: list[int], second
     with dummy_jack_server(RATE, PERIOD) as server:
         for voices in voice_counts:
             for backend in backends:
-                r = play(model, data, server, voices, seconds, buffer_ms, backend)
+                r = play(model, data, server, voices, seconds, buffer_ms, backend=backend)
                 print(f"{backend:>7} {voices:>6} | {r.underflows:10d} | {r.xruns:5d} | {_quantiles(r.engine_ms):>30} | "
                       f"{100 * r.cpu_share:12.0f}%", flush=True)
 

@@ -1,19 +1,27 @@
 """Control of live play from outside Python: OSC messages over UDP and MIDI input (mido + python-rtmidi).
 
 Both call the same four controls as Python does (`set`, `note_on`, `note_off`, `bend`) on a target, normally a
-LiveSynth. A bad message is reported on one line through `report` and dropped; it never stops the listener.
+LiveSynth. A bad message is reported on one line through `report` and dropped; it never stops the listener. The
+lines are rate-limited (live/rate_limited_report.py): a flood of bad messages writes a few lines a second.
 """
 from __future__ import annotations
 
 import errno
-import sys
+import select
+import socket
 import threading
 from collections.abc import Callable
 from typing import Any, Protocol
 
+from live.rate_limited_report import RateLimitedReport, to_stderr
 from live.realtime import raise_priority
+from live.values import MAX_BEND
+from utils.checks import finite_number
 
 Report = Callable[[str], None]
+_MAX_DATAGRAM = 65536
+_MAX_DRAINED = 1024  # datagrams read at once before any is dispatched
+_CLOSE_POLL_SECONDS = 0.1  # how soon the listening thread notices close()
 
 
 class Controls(Protocol):
@@ -23,10 +31,6 @@ class Controls(Protocol):
     def note_on(self, note: float, velocity: float = 100) -> None: ...
     def note_off(self, note: float) -> None: ...
     def bend(self, semitones: float) -> None: ...
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr)
 
 
 def parse_cc(texts: list[str], names: list[str]) -> dict[int, str]:
@@ -46,8 +50,11 @@ class MidiMapping:
     """Turns MIDI messages into controls: notes and velocity, pitch bend in semitones, control changes to parameters."""
 
     def __init__(self, target: Controls, specs: dict[str, tuple[float, float]], cc: dict[int, str] | None = None,
-                 bend_range: float = 2.0, report: Report = _stderr) -> None:
-        self.target, self.specs, self.cc, self.bend_range, self.report = target, specs, cc or {}, bend_range, report
+                 bend_range: float = 2.0, report: Report = to_stderr) -> None:
+        if not abs(finite_number("--bend_range", bend_range)) <= MAX_BEND:
+            raise ValueError(f"--bend_range: {bend_range:g} semitones is past ±{MAX_BEND:g}; give a smaller range")
+        self.target, self.specs, self.cc, self.bend_range = target, specs, cc or {}, bend_range
+        self.report = RateLimitedReport(report)
 
     def handle(self, message: Any) -> None:
         """Apply one mido message; anything else (clock, aftertouch, other controllers) is ignored."""
@@ -86,11 +93,11 @@ def open_midi_input(port: str | None, virtual: bool, callback: Callable[[Any], N
 class OscListener:
     """A UDP server on (host, port) whose messages drive the controls, served by its own thread."""
 
-    def __init__(self, target: Controls, port: int, host: str = "127.0.0.1", report: Report = _stderr) -> None:
+    def __init__(self, target: Controls, port: int, host: str = "127.0.0.1", report: Report = to_stderr) -> None:
         from pythonosc.dispatcher import Dispatcher
         from pythonosc.osc_server import BlockingOSCUDPServer
 
-        self.target, self.report = target, report
+        self.target, self.report = target, RateLimitedReport(report)
         dispatcher = Dispatcher()
         dispatcher.map("/param/*", self._param)
         dispatcher.map("/note_on", self._note_on)
@@ -106,12 +113,18 @@ class OscListener:
                                  f"choose another with --osc_port") from None
             raise ValueError(f"cannot listen for OSC on {host}:{port} ({error}); check --osc_host") from None
         self.port = self.server.server_address[1]
+        self._closing = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="live-osc", daemon=True)
         self._thread.start()
 
     def _serve(self) -> None:
         raise_priority()  # a control waits in this thread's queue until it is read: part of the latency
-        self.server.serve_forever()
+        sock = self.server.socket
+        while not self._closing.is_set():
+            if not select.select([sock], [], [], _CLOSE_POLL_SECONDS)[0]:
+                continue
+            for data, client in latest_changes(_drain(sock)):
+                self.server.dispatcher.call_handlers_for_packet(data, client)
 
     def _param(self, address: str, *args: Any) -> None:
         self._call(address, args, 1, lambda value: self.target.set(**{address[len("/param/"):]: value}))
@@ -136,7 +149,31 @@ class OscListener:
             self.report(f"OSC {address} {list(args)}: {error}")
 
     def close(self) -> None:
-        """Stop serving and free the port."""
-        self.server.shutdown()
-        self.server.server_close()
+        """Stop serving, free the port, and write the count of reports held back."""
+        self._closing.set()
         self._thread.join()
+        self.server.server_close()
+        self.report.flush()
+
+
+def _drain(sock: socket.socket) -> list[tuple[bytes, Any]]:
+    """Return the datagrams already waiting on sock, up to _MAX_DRAINED, without waiting for more."""
+    drained = []
+    while len(drained) < _MAX_DRAINED:
+        try:
+            drained.append(sock.recvfrom(_MAX_DATAGRAM, socket.MSG_DONTWAIT))
+        except BlockingIOError:
+            break
+    return drained
+
+
+def latest_changes(datagrams: list[tuple[bytes, Any]]) -> list[tuple[bytes, Any]]:
+    """Return the datagrams in their order, but of those to one /param/ address only the last.
+
+    Parsing an OSC message in Python costs about as much as the generator's work for a sample, and the parsing
+    thread holds the interpreter meanwhile: under a flood only the changes that would play are parsed (the engine
+    keeps one change per parameter per block anyway). Notes, bundles and the rest keep every message.
+    """
+    address = [data.split(b"\0", 1)[0] if data.startswith(b"/param/") else None for data, _ in datagrams]
+    last = {name: index for index, name in enumerate(address) if name is not None}
+    return [item for index, item in enumerate(datagrams) if address[index] is None or last[address[index]] == index]

@@ -6,11 +6,8 @@ and units and may come from any thread; they queue events that the next `pull` a
 """
 from __future__ import annotations
 
-import heapq
 import itertools
 import math
-import threading
-import time
 from collections import deque
 from dataclasses import dataclass, field
 
@@ -19,7 +16,8 @@ import soxr
 
 from audioDataLoader.audio_dataset import normalize_parameters
 from audioDataLoader.mulaw import mu_law_decode
-from live.notes import note_targets, note_value
+from live.events import Event, EventQueue
+from live.values import LiveValues
 from live.voice_allocator import DRONE, Start, VoiceAllocator
 from model.gru_audio_model import RNN
 from model.reference import PeriodicReference
@@ -54,15 +52,6 @@ class EngineConfig:
     backend: str = "auto"  # the sampler: numba, c (the C runtime), torch, or auto (numba when installed)
 
 
-@dataclass(order=True)
-class _Event:
-    sample: int  # model-rate sample it takes effect at; -1: as soon as possible
-    order: int
-    kind: str = field(compare=False)
-    args: tuple = field(compare=False)
-    queued_at: float = field(compare=False)
-
-
 class _Ramps:
     """Per voice, per channel linear ramps: from value v0 at sample s0 to v1 over d samples (d >= 1)."""
 
@@ -94,13 +83,12 @@ class LiveEngine:
         self.specs = dict(data_config.parameter_specs)
         self.model_rate = int(data_config.sample_rate)
         self.names = list(self.specs)
+        self.values = LiveValues.of(data_config, config.pitch, config.velocity)
         self._check_config(config)
         numtokens, voices = model.config.numtokens, config.voices
         self._decoded = mu_law_decode(np.arange(numtokens), numtokens)  # a table: quicker than decoding each block
         # Making the voices compiles the sampler (or loads it from numba's cache): now, not in the audio path.
         self.backend = choose_backend(model, config.backend)
-        # Notes are MIDI numbers; a pitch parameter declared in Hz takes their frequency.
-        self._pitch_units = data_config.pitch_units if config.pitch == data_config.pitch_parameter else "midi"
         self._voices = silent_voices(model, voices, self.backend, data_config.encode, config.seed, config.threads,
                                      PeriodicReference.of(data_config))
         self._notes_started = itertools.count()
@@ -112,15 +100,14 @@ class LiveEngine:
         self._notes: dict[int, float] = {}  # voice -> the note number it plays (before bend)
         self._bend = 0.0
         self.mix_gain = 1.0 / math.sqrt(voices)  # headroom: N uncorrelated voices sum to one voice's power
-        self._events: list[_Event] = []
-        self._order = itertools.count()
-        self._lock = threading.Lock()
+        self._events = EventQueue()
         self._resampler = None if self.model_rate == config.output_rate else soxr.ResampleStream(
             self.model_rate, config.output_rate, 1, dtype="float32", quality=config.resample_quality)
         self._pending = np.zeros(0, dtype=np.float32)
         self.generated = 0  # model-rate samples rendered so far
         self.frames = 0  # output frames returned by pull so far: the engine's clock
         self.late_events = 0  # events whose time had already been rendered; they took effect at once
+        self.voice_resets = 0  # voices whose state was found non-finite and started over from silence
         self.landed: deque[tuple[float, int]] = deque(maxlen=100_000)  # (event queued_at, output frame it lands on)
         if config.drone:
             self._allocator.note_on(DRONE)
@@ -142,9 +129,7 @@ class LiveEngine:
         for name in ("smooth_ms", "glide_ms", "attack_ms", "release_ms"):
             if not finite_number(name, getattr(config, name)) >= 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
-        for name, value in config.initial.items():
-            self._check_name(name)
-            finite_number(name, value)
+        self.values.parameters(config.initial)
 
     # ---- controls: validated in the caller's thread, applied by pull at their sample ----
 
@@ -157,49 +142,27 @@ class LiveEngine:
         ms = finite_number("ms", ms)
         if ms < 0:
             raise ValueError(f"ms: a ramp lasts 0 ms or more, got {ms}")
-        checked = [(self._check_name(name), finite_number(name, value)) for name, value in values.items()]
+        checked = [self.values.parameter(name, value) for name, value in values.items()]
         self._queue(at, "ramp", (checked, ms))
 
     def note_on(self, note: float, velocity: float = 100, at: int | None = None) -> None:
         """Start a note: its number sets the pitch parameter, its velocity (0-127) the velocity parameter."""
-        self._check_notes_playable()
-        note, velocity = finite_number("note", note), finite_number("velocity", velocity)
-        if not 0 <= velocity <= 127:
-            raise ValueError(f"velocity must be within 0..127, got {velocity}")
-        self._queue(at, "note_on", (note, velocity))
+        self._queue(at, "note_on", (self.values.note(note), self.values.note_velocity(velocity)))
 
     def note_off(self, note: float, at: int | None = None) -> None:
         """Release a note: its voice fades out over release_ms and is freed."""
-        self._check_notes_playable()
-        self._queue(at, "note_off", (finite_number("note", note),))
+        self._queue(at, "note_off", (self.values.note(note),))
 
     def bend(self, semitones: float, at: int | None = None) -> None:
         """Shift the pitch of every note by `semitones` (a pitch wheel)."""
-        self._check_notes_playable()
-        self._queue(at, "bend", (finite_number("bend", semitones),))
-
-    def _check_name(self, name: str) -> int:
-        if name not in self.specs:
-            raise ValueError(f"unknown parameter {name!r}: this run's parameters are {self.names}")
-        return self.names.index(name)
-
-    def _check_notes_playable(self) -> None:
-        for role, name in (("pitch", self.config.pitch), ("velocity", self.config.velocity)):
-            if name is not None and name not in self.specs:
-                raise ValueError(f"notes need a parameter for their {role}, and this run has no {name!r} "
-                                 f"(its parameters are {self.names}): choose one with --{role} NAME, "
-                                 f"or play with set()/ramp() or OSC /param/NAME")
-        if self.config.pitch is None:
-            raise ValueError("notes need a pitch parameter and none is configured: choose one with --pitch NAME")
+        self._queue(at, "bend", (self.values.bend(semitones),))
 
     def _queue(self, at: int | None, kind: str, args: tuple) -> None:
         if at is None:
             sample = -1
         else:
             sample = int(round(finite_number("at", at) * self.model_rate / self.config.output_rate))
-        event = _Event(sample, next(self._order), kind, args, time.perf_counter())
-        with self._lock:
-            heapq.heappush(self._events, event)
+        self._events.push(sample, kind, args)
 
     # ---- rendering ----
 
@@ -221,6 +184,11 @@ class LiveEngine:
         delay = self._resampler.delay() if self._resampler is not None else 0.0
         return int(round(sample * self.config.output_rate / self.model_rate + delay))
 
+    @property
+    def coalesced_events(self) -> int:
+        """Return how many parameter changes a later change in the same block replaced before they played."""
+        return self._events.coalesced
+
     def sounding(self) -> int:
         """Return how many voices sound now."""
         return len(self._allocator.sounding())
@@ -229,8 +197,10 @@ class LiveEngine:
         """Return the next `count` model-rate samples of the mix, applying each event at its sample."""
         out = np.zeros(count, dtype=np.float32)
         start, end = self.generated, self.generated + count
+        events = deque(self._events.take(end))
         while start < end:
-            stop = self._apply_due(start, end)
+            self._apply_due(events, start)
+            stop = min(events[0].sample if events else end, int(min(self._free_at.min(), end)))
             if stop > start:
                 out[start - self.generated:stop - self.generated] = self._mix(start, stop)
             start = stop
@@ -243,20 +213,15 @@ class LiveEngine:
             self._allocator.free(voice)
             self._free_at[voice] = np.inf
 
-    def _apply_due(self, start: int, end: int) -> int:
-        """Apply the events due at `start`; return where the next one is due (or `end`)."""
-        with self._lock:
-            due = []
-            while self._events and self._events[0].sample <= start:
-                due.append(heapq.heappop(self._events))
-            next_due = self._events[0].sample if self._events else end
-        for event in due:
+    def _apply_due(self, events: deque[Event], start: int) -> None:
+        """Apply, and take from the front of `events`, those due at `start`."""
+        while events and events[0].sample <= start:
+            event = events.popleft()
             if 0 <= event.sample < start:
                 self.late_events += 1
             getattr(self, f"_apply_{event.kind}")(start, *event.args)
             self.landed.append((event.queued_at, self.output_frame(start)))
         self._free_released(start)
-        return min(next_due, end, int(min(self._free_at.min(), end)))
 
     def _mix(self, start: int, stop: int) -> np.ndarray:
         active = np.array(self._allocator.sounding(), dtype=np.int64)
@@ -264,9 +229,21 @@ class LiveEngine:
             return np.zeros(stop - start, dtype=np.float32)
         samples = np.arange(start, stop, dtype=np.float64)
         cond = normalize_parameters(self._params.at(active, samples), self.specs).astype(np.float32)
+        self._reset_broken(active)
         codes = self._voices.sample(cond, self.config.top_n, self.config.temperature, which=active)
         gain = self._gain.at(active, samples)[..., 0]
         return (self._decoded[codes] * gain).sum(axis=0).astype(np.float32) * self.mix_gain
+
+    def _reset_broken(self, active: np.ndarray) -> None:
+        """Start over, from silence, each voice whose state is not finite, and count it.
+
+        Nothing from outside gets a voice there (live/values.py checks every value); were anything to, the voice
+        would otherwise play one constant until its next note, and PyTorch's sampler would raise.
+        """
+        broken = active[~self._voices.finite(active)]
+        for voice in broken:
+            self._new_stream(voice)
+        self.voice_resets += len(broken)
 
     def _samples(self, ms: float) -> int:
         return int(round(ms * self.model_rate / 1000))
@@ -280,8 +257,7 @@ class LiveEngine:
     def _apply_note_on(self, sample: int, note: float, velocity: float) -> None:
         voice, start = self._allocator.note_on(note)
         self._notes[voice] = note
-        targets = note_targets(self.specs, self.config.pitch, self.config.velocity, note + self._bend, velocity,
-                               self._pitch_units)
+        targets = self.values.note_targets(note + self._bend, velocity)
         glide = {Start.FRESH: 0, Start.LEGATO: self.config.glide_ms, Start.STOLEN: self.config.smooth_ms}[start]
         if start is Start.FRESH:
             self._restart(voice, sample)
@@ -292,12 +268,16 @@ class LiveEngine:
 
     def _restart(self, voice: int, sample: int) -> None:
         """Give `voice` a fresh stream: silent hidden state, a new random stream, the current parameter values."""
-        # Each note's random stream depends only on the seed and how many notes started before it.
-        seed = np.random.SeedSequence(self.config.seed, spawn_key=(next(self._notes_started),))
-        self._voices.restart(voice, int(seed.generate_state(1, dtype=np.uint64)[0]))
+        self._new_stream(voice)
         for channel, value in enumerate(self.defaults):
             self._params.start(voice, channel, sample, value, 0)
         self._gain.start(voice, 0, sample, 0.0, 0)
+
+    def _new_stream(self, voice: int) -> None:
+        """Put `voice` back to silence and a zero hidden state, with a new random stream."""
+        # Each note's random stream depends only on the seed and how many notes started before it.
+        seed = np.random.SeedSequence(self.config.seed, spawn_key=(next(self._notes_started),))
+        self._voices.restart(voice, int(seed.generate_state(1, dtype=np.uint64)[0]))
 
     def _apply_note_off(self, sample: int, note: float) -> None:
         voice = self._allocator.note_off(note)
@@ -312,5 +292,5 @@ class LiveEngine:
         channel = self.names.index(self.config.pitch)
         for voice, note in self._notes.items():
             if self._allocator.held(voice) is not None:
-                self._params.start(voice, channel, sample, note_value(note + semitones, self._pitch_units),
+                self._params.start(voice, channel, sample, self.values.pitch_target(note + semitones),
                                    self._samples(self.config.smooth_ms))

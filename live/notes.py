@@ -16,12 +16,3 @@ def from_midi_value(spec: tuple[float, float], value: float) -> float:
 def note_value(note: float, units: str) -> float:
     """Return a note's number (MIDI, fractions allowed) in the pitch parameter's units: "midi" or "hz"."""
     return float(frequency_hz(note, "midi")) if units == "hz" else note
-
-
-def note_targets(specs: dict[str, tuple[float, float]], pitch: str, velocity: str | None, note: float,
-                 note_velocity: float, units: str = "midi") -> dict[str, float]:
-    """Return the parameter values a note sets: its number on `pitch` (in `units`), its velocity on `velocity`."""
-    targets = {pitch: note_value(note, units)}
-    if velocity is not None:
-        targets[velocity] = from_midi_value(specs[velocity], note_velocity)
-    return targets

@@ -109,4 +109,5 @@ class LiveSynth:
         """Return a one-line status: voices sounding, buffer fill, underflows, xruns, the generator's load."""
         return (f"voices {self.engine.sounding()}/{self.engine.config.voices} | buffer "
                 f"{100 * self.ring.fill() / self.depth:3.0f}% | underflows {self.ring.underflows} | xruns "
-                f"{self.output.xruns} | generator {100 * self.generator.share_of_real_time():3.0f}% of real time")
+                f"{self.output.xruns} | voice resets {self.engine.voice_resets} | generator "
+                f"{100 * self.generator.share_of_real_time():3.0f}% of real time")

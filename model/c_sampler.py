@@ -267,3 +267,7 @@ class CVoices:
     def restart(self, voice: int, random_state: int) -> None:
         """Put `voice` back to silence and a zero hidden state, drawing next from the stream `random_state`."""
         self.voices[voice].restart(random_state)
+
+    def finite(self, which: np.ndarray) -> np.ndarray:
+        """Return for each voice in `which` whether its hidden state is finite."""
+        return np.array([np.isfinite(self.voices[b].hidden).all() for b in which], dtype=bool)

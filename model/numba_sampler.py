@@ -316,3 +316,7 @@ class NumbaVoices:
     def restart(self, voice: int, random_state: int) -> None:
         """Put `voice` back to silence and a zero hidden state, drawing next from the stream `random_state`."""
         self.previous[voice], self.hidden[voice], self.states[voice] = self.silence, 0.0, random_state
+
+    def finite(self, which: np.ndarray) -> np.ndarray:
+        """Return for each voice in `which` whether its hidden state is finite."""
+        return np.isfinite(self.hidden[which]).all(axis=(1, 2))

@@ -144,3 +144,7 @@ class ReferencedVoices:
         """Put `voice` back to silence, a zero state and φ = 0, drawing next from the stream `random_state`."""
         self.phase[voice] = 0.0
         self.inner.restart(voice, random_state)
+
+    def finite(self, which: np.ndarray) -> np.ndarray:
+        """Return for each voice in `which` whether its hidden state and phase are finite."""
+        return self.inner.finite(which) & np.isfinite(self.phase[which])

@@ -41,6 +41,9 @@ class Voices(Protocol):
     def restart(self, voice: int, random_state: int) -> None:
         """Put `voice` back to silence and a zero hidden state, drawing next from the stream `random_state`."""
 
+    def finite(self, which: np.ndarray) -> np.ndarray:
+        """Return for each voice in `which` whether its whole state is finite: one that is not plays a constant."""
+
 
 def numba_available() -> bool:
     """Return whether numba is installed, so the compiled sampler can run."""

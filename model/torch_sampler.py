@@ -81,3 +81,8 @@ class TorchVoices:
         """Put `voice` back to silence and a zero hidden state."""
         self.previous[voice] = self.silence
         self.hidden[:, voice] = 0.0
+
+    def finite(self, which: np.ndarray) -> np.ndarray:
+        """Return for each voice in `which` whether its hidden state is finite."""
+        hidden = self.hidden[:, torch.as_tensor(which, device=self.hidden.device)]
+        return torch.isfinite(hidden).all(dim=2).all(dim=0).cpu().numpy()

@@ -3,9 +3,11 @@ import time
 
 import mido
 import pytest
+from pythonosc.osc_message_builder import OscMessageBuilder
 from pythonosc.udp_client import SimpleUDPClient
 
-from live.control import MidiMapping, OscListener, open_midi_input, parse_cc
+from live.control import MidiMapping, OscListener, latest_changes, open_midi_input, parse_cc
+from live.rate_limited_report import RateLimitedReport
 
 SPECS = {"instID": (1.0, 2.0), "a": (0.0, 1.0), "p": (64.0, 76.0)}
 
@@ -95,6 +97,54 @@ def test_osc_messages_drive_the_controls_and_bad_ones_are_reported():
     assert any("/param/q" in r and "unknown parameter 'q'" in r for r in reports)
     assert any("/note_on [60]: expects 2 number(s)" in r for r in reports)
     assert any("/volume: unknown address" in r for r in reports)
+
+
+def test_a_flood_of_bad_osc_messages_writes_a_few_lines_a_second_and_a_count():
+    target, reports = Recorder(), []
+    listener = OscListener(target, 0, report=reports.append)
+    start = time.monotonic()
+    try:
+        client = SimpleUDPClient("127.0.0.1", listener.port)
+        for k in range(300):
+            client.send_message("/volume", float(k))  # unknown address (changes of one parameter are merged)
+        client.send_message("/param/p", 70.0)
+        wait_for(lambda: len(target.calls) == 1)
+    finally:
+        listener.close()
+    seconds = time.monotonic() - start
+    held = sum(int(r.split()[2]) for r in reports if r.startswith("... and"))
+    assert len(reports) <= 6 * (seconds + 1)  # 5 lines and a count a second, not a line each
+    assert held > 0 and target.calls == [("set", {"p": 70.0})]
+
+
+def test_of_waiting_osc_messages_each_parameters_last_change_and_every_other_message_are_kept_in_order():
+    def message(address, *args):
+        builder = OscMessageBuilder(address)
+        for arg in args:
+            builder.add_arg(arg)
+        return builder.build().dgram, ("127.0.0.1", 1)
+
+    waiting = [message("/param/p", 64.0), message("/note_on", 60, 100), message("/param/p", 65.0),
+               message("/param/a", 0.5), message("/note_off", 60), message("/param/p", 66.0),
+               message("/note_on", 60, 90), message("/volume", 1.0), message("/volume", 2.0)]
+    assert latest_changes(waiting) == [waiting[i] for i in (1, 3, 4, 5, 6, 7, 8)]
+
+
+def test_reports_beyond_a_few_a_second_are_counted_in_one_line():
+    now, lines = [0.0], []
+    report = RateLimitedReport(lines.append, burst=3, interval=1.0, clock=lambda: now[0])
+    for k in range(10):
+        report(f"bad {k}")
+    assert lines == ["bad 0", "bad 1", "bad 2"]
+    now[0] = 1.0
+    report("bad 10")
+    assert lines[3:] == ["... and 7 more like these within 1 s, not shown", "bad 10"]
+    report.flush()
+    assert len(lines) == 5
+    for k in range(5):
+        report(f"late {k}")
+    report.flush()
+    assert lines[5:] == ["late 0", "late 1", "... and 3 more like these within 1 s, not shown"]
 
 
 def test_a_busy_osc_port_says_so():

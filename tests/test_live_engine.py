@@ -205,3 +205,24 @@ def test_the_engine_plays_the_same_notes_on_every_backend(backend, built_runtime
 def test_an_unknown_engine_backend_is_refused(model):
     with pytest.raises(ValueError, match=r"backend must be one of \('auto', 'torch', 'numba', 'c'\), got 'gpu'"):
         engine(model, backend="gpu")
+
+
+def test_a_flood_of_changes_plays_only_each_parameters_last_change_in_a_block(model):
+    flooded = engine(model, drone=True)
+    calls = []
+    sample = flooded._voices.sample
+    flooded._voices.sample = lambda *args, **kw: calls.append(1) or sample(*args, **kw)
+    for frame in range(0, 1000, 2):  # 500 changes of p and 250 of a, each on its own sample, in one block
+        flooded.set(p=64 + frame % 12, at=frame)
+        if frame % 4 == 0:
+            flooded.set(a=frame / 1000, at=frame + 1)
+    flooded.note_on(70, at=300)  # notes keep their sample
+    whole = flooded.pull(2000)
+
+    last_only = engine(model, drone=True)
+    last_only.set(p=64 + 998 % 12, at=998)
+    last_only.set(a=0.996, at=997)
+    last_only.note_on(70, at=300)
+    np.testing.assert_array_equal(whole, last_only.pull(2000))
+    assert len(calls) <= 4  # split at the note, a's change and p's change: not at 750 events
+    assert flooded.coalesced_events == 748

@@ -1,5 +1,7 @@
 """The live-play widget's kernel side: the browser pulls audio, knobs and MIDI notes change what the next pull plays,
 and nothing plays once stopped. The browser side is tested in JupyterLab by test_live_browser.py."""
+import math
+
 import numpy as np
 import pytest
 
@@ -88,6 +90,33 @@ def test_bad_messages_are_answered_with_an_error_that_names_the_problem(browser,
     browser.send(type="start")
     ((reply, _),) = browser.send(**content)
     assert reply["type"] == "error" and all(word in reply["message"] for word in words)
+
+
+@pytest.mark.parametrize("content, words", [
+    ({"type": "note_on", "note": math.inf, "velocity": 100, "seq": 1}, ["note", "inf is not finite"]),
+    ({"type": "note_on", "note": 1e300, "velocity": 100, "seq": 1}, ["note", "beyond float32's range"]),
+    ({"type": "note_on", "note": 64, "velocity": -math.inf, "seq": 1}, ["velocity", "-inf is not finite"]),
+    ({"type": "note_off", "note": math.nan, "seq": 1}, ["note", "nan is not finite"]),
+    ({"type": "set", "values": {"p": math.nan}, "seq": 1}, ["p", "nan is not finite"]),
+    ({"type": "set", "values": {"p": 1e39}, "seq": 1}, ["p", "beyond float32's range"]),
+    ({"type": "set", "values": {"p": 1e30}, "seq": 1}, ["p", "range widths"]),
+    ({"type": "set", "values": [70], "seq": 1}, ["values must map parameter names to numbers"]),
+    ({"type": "set", "values": {"p": 70}, "seq": math.inf}, ["seq", "inf is not finite"]),
+    ({"type": "pull", "frames": math.inf, "id": 1}, ["frames", "inf is not finite"]),
+    ({"type": "pull", "frames": 10.5, "id": 1}, ["frames must be a whole number"]),
+])
+def test_a_message_with_a_value_no_voice_can_play_is_refused_and_changes_nothing(browser, content, words):
+    knobs = dict(browser.widget.values)
+    ((reply, _),) = browser.send(**content)  # stopped: refused before anything is stored
+    assert reply["type"] == "error" and all(word in reply["message"] for word in words)
+    assert browser.widget.values == knobs and browser.widget.control == 0
+    browser.send(type="start")
+    ((reply, _),) = browser.send(**content)  # playing: refused before anything is queued
+    assert reply["type"] == "error"
+    browser.send(type="note_on", note=70, velocity=100, seq=2)
+    ((reply, buffers),) = browser.send(type="pull", frames=2000, id=3)
+    assert reply["type"] == "audio" and reply["control"] == 2
+    assert len(np.unique(np.frombuffer(buffers[0], dtype=np.float32)[1000:])) > 1
 
 
 def test_midi_on_a_run_without_a_pitch_parameter_names_the_missing_one(tiny_model, monkeypatch):

@@ -28,7 +28,9 @@ import anywidget
 import traitlets
 
 from live.engine import EngineConfig, LiveEngine
+from live.values import LiveValues
 from model.gru_audio_model import RNN
+from utils.checks import finite_number
 
 HERE = Path(__file__).resolve().parent
 # The most one pull may ask for: 2 s of audio at the model's rate, far above any jitter buffer's need.
@@ -49,13 +51,14 @@ class LivePlay(anywidget.AnyWidget):
                  values: dict[str, float] | None = None) -> None:
         data = config["data"]
         self._model, self._data = model, data
+        self._checks = LiveValues.of(data, pitch, amplitude)
         self._engine_config = EngineConfig(voices=1, output_rate=data.sample_rate, pitch=pitch, velocity=amplitude,
                                            drone=True, top_n=top_n, temperature=temperature, seed=seed)
         self.values = {name: (low + high) / 2 for name, (low, high) in data.parameter_specs.items()}
         unknown = sorted(set(values or {}) - set(self.values))
         if unknown:
             raise ValueError(f"values: unknown parameter(s) {unknown}; this run has {list(self.values)}")
-        self.values.update(values or {})
+        self.values.update(self._checks.parameters(values or {}))
         super().__init__(sample_rate=data.sample_rate, parameters=[
             {"name": name, "low": min(span), "high": max(span), "value": self.values[name]}
             for name, span in data.parameter_specs.items()])
@@ -79,26 +82,32 @@ class LivePlay(anywidget.AnyWidget):
         elif kind == "stop":
             self.engine = None
         elif kind == "pull":
-            self._send_audio(int(content["frames"]), content.get("id"))
+            self._send_audio(_whole("frames", content["frames"]), content.get("id"))
         elif kind in ("set", "note_on", "note_off"):
             self._control(kind, content)
         else:
             raise ValueError(f"unknown message type {kind!r}")
 
     def _control(self, kind: str, content: dict) -> None:
+        # Every value is checked before any is stored or played: a refused message changes nothing.
+        seq = _whole("seq", content["seq"])
         if kind == "set":
-            values = {name: float(value) for name, value in content["values"].items()}
-            unknown = sorted(set(values) - set(self.values))
-            if unknown:
-                raise ValueError(f"unknown parameter(s) {unknown}; this run has {list(self.values)}")
+            if not isinstance(content["values"], dict):
+                raise ValueError(f"values must map parameter names to numbers, got {content['values']!r}")
+            values = self._checks.parameters(content["values"])
             self.values.update(values)
             if self.engine:
                 self.engine.set(**values)
-        elif self.engine and kind == "note_on":
-            self.engine.note_on(int(content["note"]), int(content.get("velocity", 100)))
-        elif self.engine:
-            self.engine.note_off(int(content["note"]))
-        self.control = int(content["seq"])
+        elif kind == "note_on":
+            note = self._checks.note(content["note"])
+            velocity = self._checks.note_velocity(content.get("velocity", 100))
+            if self.engine:
+                self.engine.note_on(note, velocity)
+        else:
+            note = self._checks.note(content["note"])
+            if self.engine:
+                self.engine.note_off(note)
+        self.control = seq
 
     def _send_audio(self, frames: int, content_id: int | None) -> None:
         if self.engine is None:
@@ -111,3 +120,11 @@ class LivePlay(anywidget.AnyWidget):
         real_time = frames / self.sample_rate / max(time.perf_counter() - start, 1e-9)
         self.send({"type": "audio", "id": content_id, "control": self.control, "real_time": real_time},
                   buffers=[audio.tobytes()])
+
+
+def _whole(name: str, value: object) -> int:
+    """Return a message's count or sequence number as an int, or raise ValueError naming it."""
+    number = finite_number(name, value)
+    if number != int(number):
+        raise ValueError(f"{name} must be a whole number, got {value!r}")
+    return int(number)
