@@ -10,6 +10,7 @@ from live.engine import EngineConfig, LiveEngine
 from live.outputs import open_output
 from live.realtime import Generator, RingBuffer, played_audio
 from model.gru_audio_model import RNN
+from utils.atomic_write import writable_target
 from utils.checks import finite_number
 from utils.run_folder import load_model, newest_run_or_shipped_model
 from utils.wav import save_wav
@@ -45,6 +46,8 @@ class LiveSynth:
         self.ring = RingBuffer(1 << int(np.ceil(np.log2(4 * (self.depth + self.period)))))
         self.generator = Generator(self.engine.pull, self.ring, self.period, self.depth, self.rate, realtime)
         self.record_path = Path(record) if record else None
+        if self.record_path is not None:
+            writable_target(self.record_path)  # refused now, not when playing stops
         if self.record_path is not None:
             self.generator.recording = []
         self.playing = False

@@ -108,6 +108,7 @@ def test_an_unknown_sound_card_names_the_devices_and_the_other_backends():
     (dict(buffer_ms=1.0), r"--buffer_ms 1.0 is shorter than one period \(128 frames = 2.67 ms\)"),
     (dict(buffer_ms=float("nan")), "buffer_ms: nan is not finite"),
     (dict(audio="alsa"), "--audio must be one of"),
+    (dict(record="/dev/null"), r"/dev/null is not a regular file .* so it is not replaced"),
 ])
 def test_bad_audio_settings_are_refused(random_model, options, message):
     with pytest.raises(ValueError, match=message):
