@@ -21,10 +21,14 @@ def test_a_fifo_is_refused_at_once_instead_of_waiting_for_a_writer(tmp_path):
     (b"\xff\xfe{}", "is not UTF-8 text"),
 ])
 def test_json_beyond_the_limits_is_one_value_error_naming_the_file(tmp_path, text, message):
-    path = tmp_path / "config.json"
+    assert_refused_naming_the_file(read_json, tmp_path / "config.json", text, message)
+
+
+def assert_refused_naming_the_file(read, path, text: str | bytes, message: str) -> None:
+    """Write `text` to `path`; reading it must raise one ValueError matching `message` that starts with the path."""
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
     with pytest.raises(ValueError, match=message) as error:
-        read_json(path)
+        read(path)
     assert str(error.value).startswith(str(path))
 
 
@@ -51,11 +55,7 @@ def read_table(path):
     ('file,p\n"' + ("x" * 999 + "\n") * 200 + '",64\n', "the row starting on line 2: field larger than field limit"),
 ])
 def test_csv_errors_name_the_file_and_the_line(tmp_path, text, message):
-    path = tmp_path / "labels.csv"
-    path.write_bytes(text if isinstance(text, bytes) else text.encode())
-    with pytest.raises(ValueError, match=message) as error:
-        read_table(path)
-    assert str(error.value).startswith(str(path))
+    assert_refused_naming_the_file(read_table, tmp_path / "labels.csv", text, message)
 
 
 def test_a_csv_with_a_bom_and_quoted_line_breaks_reads_as_csv_does(tmp_path):
