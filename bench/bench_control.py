@@ -31,8 +31,9 @@ from audioDataLoader.audio_dataset import AudioDatasetConfig
 from audioDataLoader.render_dataset import RenderConfig, build_dataset
 from evaluation.measures import GROUPS
 from evaluation.run import EvaluationConfig, evaluate_run, measure_data, summary_rows
-from train import PRESETS, train
+from train import train
 from utils.run_folder import write_atomically
+from utils.training_config import PRESETS
 
 
 @dataclass(frozen=True)

@@ -38,7 +38,8 @@ import torch
 
 from audioDataLoader.audio_dataset import AudioDatasetConfig, MuLawAudioDataset
 from model.gru_audio_model import RNN, GRUAudioConfig
-from train import PRESETS, TrainConfig, train, train_step
+from train import train, train_step
+from utils.training_config import PRESETS, TrainConfig
 
 SAMPLE_RATE = 16000
 SPECS = {"instID": (1.0, 2.0), "a": (0.0, 1.0), "p": (64.0, 76.0)}

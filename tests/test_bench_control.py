@@ -1,6 +1,6 @@
 from bench.bench_control import DATASETS, VARIANTS, main, training_params
 from model.gru_audio_model import RNN
-from train import configs_from_params
+from utils.training_config import configs_from_params
 
 
 def test_benchmark_runs_end_to_end_on_a_tiny_budget(tmp_path, capsys):

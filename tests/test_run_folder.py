@@ -136,7 +136,7 @@ JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.floats() | st
 def valid_config() -> dict:
     from dataclasses import asdict
 
-    from train import TrainConfig
+    from utils.training_config import TrainConfig
 
     return {"format_version": FORMAT_VERSION, "data": asdict(AudioDatasetConfig()), "model": asdict(GRUAudioConfig()),
             "train": asdict(TrainConfig())}

@@ -14,8 +14,9 @@ import torch
 from model.gru_audio_model import RNN
 from model.reference import PeriodicReference
 from tests.harness.run_folders import ROOT, TINY_SPECS
-from train import PRESETS, TrainingOutcome, configs_from_params, main, train, train_run, train_step
+from train import TrainingOutcome, main, train, train_run, train_step
 from utils.run_folder import LAST_CHECKPOINT, load_checkpoint, load_model, new_run_dir, read_config
+from utils.training_config import PRESETS, configs_from_params
 
 
 @pytest.fixture

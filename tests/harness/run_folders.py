@@ -10,8 +10,8 @@ import torch
 
 from audioDataLoader.audio_dataset import AudioDatasetConfig
 from model.gru_audio_model import RNN, GRUAudioConfig
-from train import TrainConfig
 from utils.run_folder import LAST_CHECKPOINT, save_checkpoint, write_config
+from utils.training_config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 QUICK_RUN = ROOT / "tests" / "fixtures" / "quick_run"  # a small trained run that plays pitch (make_quick_run.py)
