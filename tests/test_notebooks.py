@@ -12,11 +12,11 @@ from audioDataLoader.mulaw import mu_law_encode
 from tests.harness.run_folders import ROOT, TINY_SPECS
 
 
-def execute(name: str, output_dir, parameters: dict) -> dict:
-    """Run a notebook with papermill and return the executed notebook as JSON."""
+def execute(name: str, output_dir, parameters: dict, cwd=ROOT) -> dict:
+    """Run a notebook with papermill (in `cwd`) and return the executed notebook as JSON."""
     executed = output_dir / name
     papermill.execute_notebook(str(ROOT / name), str(executed), parameters=parameters, kernel_name="python3",
-                               cwd=str(ROOT), progress_bar=False)
+                               cwd=str(cwd), progress_bar=False)
     return json.loads(executed.read_text())
 
 
@@ -53,6 +53,13 @@ def test_train_then_inference_notebooks_run_end_to_end(tiny_data_dir, tmp_path):
     assert outputs_of(inference_nb, "image/png") >= 5  # both examples (conditioning and audio), the stream
     assert outputs_of(inference_nb, "application/vnd.jupyter.widget-view+json") == 2  # live play, the sliders
     assert widget_output_kinds(inference_nb) == ["stream", "image/png", "text/html"]  # the first slider example
+
+
+def test_inference_notebook_plays_the_shipped_default_where_no_run_is_trained_and_says_so(tmp_path):
+    notebook = execute("Inference.ipynb", tmp_path, {"length_seconds": 0.05}, cwd=tmp_path)  # no output/ there
+    said = "".join("".join(out.get("text", "")) for cell in notebook["cells"] for out in cell.get("outputs", []))
+    assert "no trained run under output/: playing the shipped default model" in said
+    assert "clarinet_trumpet.safetensors" in said and outputs_of(notebook, "image/png") >= 5
 
 
 def test_train_notebook_window_plots_the_same_samples_as_the_network_input(tiny_data_dir):
