@@ -105,21 +105,24 @@ def test_jack_midi_events_make_the_calls_midi_makes_each_at_its_own_frame(jack_s
 
 
 @pytest.mark.skipif(shutil.which("jack_midiseq") is None, reason="jack_midiseq (jackd2) is not installed")
-def test_a_jack_midiseq_loop_sounds_at_its_pitches_and_frees_each_voice_after_its_release(jack_server):
+def test_a_jack_midiseq_loop_sounds_at_its_pitches_and_frees_each_voice_after_its_release(jack_server, tmp_path):
     model, config = load_model(QUICK_RUN, "cpu")
     engine = EngineConfig(voices=2, seed=0, initial={"instID": 1, "a": 0.8, "p": 70})
-    # A deep buffer: a loaded machine's underflows would cut the notes this test measures.
+    # Recording keeps the engine's own stream: notes there start and end at their events' frames, and an underflow
+    # of a loaded machine cannot split them as it would the captured output.
     synth = LiveSynth(model, config["data"], engine, audio="jack", jack_server=jack_server, connect=False,
-                      buffer_ms=100)
+                      buffer_ms=100, record=tmp_path / "take.wav")
     midi = JackMidiInput(synth)
     sounding = []
     # A 1 s loop: E4 (64) from 0 for 0.3 s, B4 (71) from 0.5 s for 0.3 s; a key lifted for 0.2 s before each.
     with midiseq(jack_server, "midiseq", RATE, [(0, 64, int(0.3 * RATE)), (RATE // 2, 71, int(0.3 * RATE))]) as source:
         try:
-            audio = play_through_jack(synth, jack_server, 3.0, lambda _capture: sounding.extend(
+            captured = play_through_jack(synth, jack_server, 3.0, lambda _capture: sounding.extend(
                 _connect_and_count_voices(synth, source, midi.port, seconds=2.0)))
         finally:
             midi.close()
+    assert np.abs(captured).max() > 0.01  # it went out through JACK
+    audio = np.concatenate(synth.generator.recording)
     notes = _sounding_stretches(audio)
     # A whole note: 0.3 s held and the 80 ms release (not cut by the capture's ends, nor split by an underflow).
     whole = [(start, stop) for start, stop in notes[1:-1] if 0.3 * RATE <= stop - start <= 0.45 * RATE]
