@@ -10,8 +10,9 @@ import math
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from safetensors import SafetensorError, safe_open
-
+from utils.model_file import MODEL_FILE_VERSION
+from utils.model_file_checks import check_metadata
+from utils.model_file_header import read_header
 from utils.run_folder import CONFIG_NAME, read_config
 
 PREFIX = "card."
@@ -85,24 +86,16 @@ def describe(path: str | Path) -> ModelSummary:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such model file or run folder; give a .safetensors file written by "
                                 "export.py (models/ has shipped ones) or a run folder written by train.py")
-    try:
-        with safe_open(path, "pt") as handle:
-            metadata = handle.metadata() or {}
-    except (SafetensorError, OSError) as error:
-        raise ValueError(f"{path} is not a readable model file ({error}); export it again with export.py") from None
-    try:
-        count = sum(1 for key in metadata if key.startswith("parameter.") and key.endswith(".name"))
-        parameters = {metadata[f"parameter.{i}.name"]: (float(metadata[f"parameter.{i}.min"]),
-                                                        float(metadata[f"parameter.{i}.max"])) for i in range(count)}
-        harmonics = int(metadata.get("reference.harmonics", "0"))
-        reference = (f"{harmonics} harmonics following {list(parameters)[int(metadata['reference.pitch'])]} "
-                     f"({metadata['reference.units']})") if harmonics else "none"
-        return ModelSummary(path, parameters, reference, int(metadata["sample_rate"]),
-                            ModelCard.from_metadata(metadata))
-    except (KeyError, ValueError, IndexError) as error:
-        raise ValueError(f"{path}: its metadata is incomplete or wrong ({type(error).__name__}: {error}); "
-                         "export it again with export.py") from None
-
+    try:  # checked as load_model checks it, without building the network
+        header = read_header(path.read_bytes())
+        checked = check_metadata(header.metadata, MODEL_FILE_VERSION)
+    except (ValueError, OSError) as error:
+        raise ValueError(f"{path} is not a model file this RNNControl reads ({error}); export it again with "
+                         "export.py") from None
+    reference = (f"{checked.harmonics} harmonics following {list(checked.parameters)[checked.pitch]} "
+                 f"({checked.units})") if checked.harmonics else "none"
+    return ModelSummary(path, checked.parameters, reference, checked.sizes["sample_rate"],
+                        ModelCard.from_metadata(header.metadata))
 
 def _run_summary(run: Path) -> ModelSummary:
     config = read_config(run)
