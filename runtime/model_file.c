@@ -213,21 +213,24 @@ static size_t layer_inputs(const rc_model *m, int k) {
 
 /* Carves every weight array out of one allocation. */
 static int allocate_weights(rc_model *m) {
-    size_t G = 3 * (size_t)m->H, total = (size_t)m->H * m->N + 3 * (size_t)m->N;
-    for (int k = 0; k < m->L; k++) total += layer_inputs(m, k) * G + (size_t)m->H * G + 2 * G;
-    m->weights = malloc(total * sizeof(float));
+    size_t G = 3 * (size_t)m->H, total = 2 * (size_t)m->H * m->N + RC_PAD + 3 * (size_t)m->N;
+    for (int k = 0; k < m->L; k++) total += 2 * (layer_inputs(m, k) * G + (size_t)m->H * G + RC_PAD) + 2 * G;
+    m->weights = calloc(total, sizeof(float)); /* the pads zeros */
     m->layers = calloc((unsigned)m->L, sizeof *m->layers);
     if (!m->weights || !m->layers) return -1;
     float *at = m->weights;
     for (int k = 0; k < m->L; k++) {
         rc_layer *layer = &m->layers[k];
         layer->inputs = (int)layer_inputs(m, k);
-        layer->w_ih_t = at, at += (size_t)layer->inputs * G;
+        layer->w_ih_t = at, at += (size_t)layer->inputs * G + RC_PAD;
+        layer->w_ih_c = at, at += (size_t)layer->inputs * G;
         layer->b_ih = at, at += G;
-        layer->w_hh_t = at, at += (size_t)m->H * G;
+        layer->w_hh_t = at, at += (size_t)m->H * G + RC_PAD;
+        layer->w_hh_c = at, at += (size_t)m->H * G;
         layer->b_hh = at, at += G;
     }
-    m->out_w_t = at, at += (size_t)m->H * m->N;
+    m->out_w_t = at, at += (size_t)m->H * m->N + RC_PAD;
+    m->out_w_c = at, at += (size_t)m->H * m->N;
     m->out_b = at, at += m->N;
     m->input_values = at, at += m->N;
     m->decoded = at;
@@ -288,6 +291,25 @@ static int read_matrices(const st_file *file, rc_model *m, double *proj_w, doubl
     return 0;
 }
 
+/* Copies transposed weights (inputs, outputs) into chunks of RC_CHUNK outputs, each chunk's rows contiguous. */
+static void chunk_into(const float *transposed, int inputs, int outputs, float *chunks) {
+    for (int c0 = 0; c0 < outputs; c0 += RC_CHUNK) {
+        int size = outputs - c0 < RC_CHUNK ? outputs - c0 : RC_CHUNK;
+        for (int k = 0; k < inputs; k++)
+            memcpy(chunks + (size_t)c0 * inputs + (size_t)k * size, transposed + (size_t)k * outputs + c0,
+                   sizeof(float) * (size_t)size);
+    }
+}
+
+static void chunk_weights(rc_model *m) {
+    for (int k = 0; k < m->L; k++) {
+        rc_layer *layer = &m->layers[k];
+        chunk_into(layer->w_ih_t, layer->inputs, 3 * m->H, layer->w_ih_c);
+        chunk_into(layer->w_hh_t, m->H, 3 * m->H, layer->w_hh_c);
+    }
+    chunk_into(m->out_w_t, m->H, m->N, m->out_w_c);
+}
+
 static int read_weights(const st_file *file, rc_model *m, char *error, size_t error_size) {
     int H = m->H, G = 3 * H, I = 1 + m->C;
     size_t rows = (size_t)(m->N > G ? m->N : G); /* the most rows of any matrix: 3H, or N for the output */
@@ -296,6 +318,7 @@ static int read_weights(const st_file *file, rc_model *m, char *error, size_t er
     double *proj_b = proj_w + (size_t)H * I, *a = proj_b + H, *b = a + rows * (H + m->C);
     int status = read_matrices(file, m, proj_w, proj_b, a, b, error, error_size);
     free(proj_w);
+    if (status == 0) chunk_weights(m);
     return status;
 }
 

@@ -92,6 +92,40 @@ def test_a_voice_plays_the_same_alone_or_rendered_with_others(kernel, threads):
         np.testing.assert_array_equal(alone.sample(cond[b:b + 1], 3, 1.0, which=np.array([b]))[0], together[b])
 
 
+@pytest.mark.parametrize("top_n", [1, 2, 3, 8, 9, 0])
+def test_many_voices_draw_as_each_would_alone_with_any_top_n(kernel, top_n):
+    # 17 voices: a pass across lanes on every kernel (its own search for the n largest up to 8, the voice's own above),
+    # and a pass of one.
+    model = random_model(6)
+    cond = np.random.default_rng(1).uniform(size=(17, 120, model.config.cond_size)).astype(np.float32)
+    together = silent_voices(model, 17, "c", encode=True, seed=3).sample(cond, top_n, 0.7)
+    for b in range(17):
+        alone = silent_voices(model, 17, "c", encode=True, seed=3)
+        np.testing.assert_array_equal(alone.sample(cond[b:b + 1], top_n, 0.7, which=np.array([b]))[0], together[b],
+                                      err_msg=f"voice {b}")
+
+
+def test_voices_with_their_own_top_n_draw_as_each_would_alone(kernel):
+    model = random_model(7)
+    runtime = c_sampler.c_model(model, encode=True)
+    cond = np.random.default_rng(2).uniform(size=(12, 90, model.config.cond_size)).astype(np.float32)
+    settings = [(1 + b % 4, 0.5 + 0.1 * b) for b in range(12)]
+
+    def voices() -> list[CVoice]:
+        made = [CVoice(runtime, 10 + b) for b in range(12)]
+        for voice, (top_n, temperature) in zip(made, settings):
+            voice.set(top_n, temperature)
+        return made
+
+    batch = voices()
+    handles = np.array([voice.handle for voice in batch], dtype=np.uintp)
+    codes = np.empty((12, 90), np.int32)
+    assert runtime.lib.rc_voices_render(handles.ctypes.data_as(c_sampler._HANDLES), 12, cond.ctypes.data,
+                                        codes.ctypes.data, None, 90) == 0
+    for voice, own, expected in zip(voices(), cond, codes):
+        np.testing.assert_array_equal(voice.render_conditioned(own), expected)
+
+
 def test_batched_voices_play_their_own_periodic_reference(kernel):
     # Through the C API, where the runtime adds each voice's reference channels from its own phase.
     model, data = reference_model(4)

@@ -1,6 +1,6 @@
 """Exported model files: one safetensors file holding the float32 weights and everything needed to play them.
 
-The layout (also in docs/runtime.md, "Exported model files") is what runtime/rnncontrol.c reads. Tensors, row-major:
+The layout (also in docs/runtime.md, "Exported model files") is what runtime/model_file.c reads. Tensors, row-major:
 input_proj.weight (H, 1+P), input_proj.bias (H); for each GRU layer k, gru.k.weight_ih (3H, in_k), gru.k.weight_hh
 (3H, H), gru.k.bias_ih (3H), gru.k.bias_hh (3H), gates r, z, n as in PyTorch, in_0 = H and in_k = H, or H + P
 ([h_{k-1}, parameters]) when cond_every_layer; output.weight (N, H), output.bias (N). Metadata: flat strings, so a
