@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+import model.c_sampler as c_sampler
 import model.sampler as sampler
 from audioDataLoader.audio_dataset import input_value_table
 from audioDataLoader.mulaw import mu_law_encode
@@ -76,16 +77,18 @@ def test_a_voice_does_not_depend_on_the_voices_beside_it():
     np.testing.assert_array_equal(together[0], alone)
 
 
-def test_auto_backend_is_numba_on_cpu_and_torch_on_request():
+def test_auto_backend_is_the_c_runtime_on_cpu_and_torch_on_request(built_runtime):
     model = random_model(0)
     cond = np.random.default_rng(1).uniform(size=(300, 3)).astype(np.float32)
     auto = run_inference(model, cond, None, top_n=3, seed=2)
-    assert choose_backend(model) == "numba"
-    np.testing.assert_array_equal(auto, run_inference(model, cond, None, top_n=3, seed=2, backend="numba"))
+    assert choose_backend(model) == "c"
+    np.testing.assert_array_equal(auto, run_inference(model, cond, None, top_n=3, seed=2, backend="c"))
     assert not np.array_equal(auto, run_inference(model, cond, None, top_n=3, seed=2, backend="torch"))
 
 
-def test_auto_backend_falls_back_to_torch_without_numba(monkeypatch):
+def test_auto_backend_is_numba_without_the_c_runtime_and_torch_without_either(monkeypatch, tmp_path):
+    monkeypatch.setattr(c_sampler, "LIBRARY", tmp_path / "librnncontrol.so")
+    assert choose_backend(random_model(0)) == "numba"
     monkeypatch.setattr(sampler, "numba_available", lambda: False)
     assert choose_backend(random_model(0)) == "torch"
     with pytest.raises(ImportError, match="pip install numba"):
