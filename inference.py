@@ -98,7 +98,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=None)
     parser.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     parser.add_argument("--backend", choices=BACKENDS, default="auto",
-                        help="sampler: auto (numba on CPU, torch on CUDA), torch, numba, or c (the C runtime)")
+                        help="sampler: auto (the C runtime, else numba, on CPU; torch on CUDA), torch, numba, or c")
     parser.add_argument("--output_wav_path", help="default: <run_directory>/generated.wav, or "
                         "output/<model file's name>/generated.wav")
     parser.add_argument("--output_plot_path", help="default: the WAV path with .png")

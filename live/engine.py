@@ -49,7 +49,7 @@ class EngineConfig:
     # Threads for the sampler while pulling. One: on the loaded 2-core machine a 2-voice block of 43 samples took
     # 1.0-1.5 ms on one numba thread and 15-21 ms when numba's thread pool had to be woken for it (measured).
     threads: int = 1
-    backend: str = "auto"  # the sampler: numba, c (the C runtime), torch, or auto (numba when installed)
+    backend: str = "auto"  # the sampler: numba, c (the C runtime), torch, or auto (c when built, else numba)
 
 
 class _Ramps:

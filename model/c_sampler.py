@@ -221,6 +221,7 @@ class CVoices:
             voice.hidden[:] = state
         self._settings: tuple[int | None, float] | None = None
         self._pool: ThreadPoolExecutor | None = None
+        self._hidden = [voice.hidden for voice in self.voices]  # views, made once: live play checks them every block
 
     def __len__(self) -> int:
         return len(self.voices)
@@ -270,4 +271,4 @@ class CVoices:
 
     def finite(self, which: np.ndarray) -> np.ndarray:
         """Return for each voice in `which` whether its hidden state is finite."""
-        return np.array([np.isfinite(self.voices[b].hidden).all() for b in which], dtype=bool)
+        return np.array([np.isfinite(self._hidden[b]).all() for b in which], dtype=bool)

@@ -141,8 +141,8 @@ def run_inference(model: RNN, cond_seq: np.ndarray | torch.Tensor,
     """Return float audio (T,) for cond_seq (T, P), or (B, T) for B voices at once from cond_seq (B, T, P).
 
     cond_seq holds the parameters mapped to [0, 1]; `encode` is the run's data setting (config["data"].encode).
-    `backend` "auto" runs the compiled numba sampler for a CPU model and PyTorch for a CUDA one (see
-    `choose_backend`); the two draw from different random streams, so a seed reproduces audio within a backend.
+    `backend` "auto" runs the C runtime (numba where it is not built) for a CPU model and PyTorch for a CUDA one
+    (see `choose_backend`); PyTorch draws from other random streams, so a seed reproduces audio within a backend.
     A run trained with a periodic reference plays with it: `reference=PeriodicReference.of(config["data"])`.
     """
     stream = SynthStream(model, warmup_sequence, top_n, temperature, seed, encode, backend, reference=reference)
