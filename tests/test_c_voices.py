@@ -105,6 +105,21 @@ def test_many_voices_draw_as_each_would_alone_with_any_top_n(kernel, top_n):
                                       err_msg=f"voice {b}")
 
 
+@pytest.mark.parametrize("voices", [1, 17])
+def test_equal_largest_logits_are_drawn_lowest_class_first(kernel, voices):
+    # Four classes share the largest logit, in different blocks of 16 and the last; the top 3 are the lowest three.
+    model = random_model(0)
+    with torch.no_grad():
+        model.output.weight.zero_()
+        model.output.bias.fill_(-10.0)
+        model.output.bias[[7, 50, 100, 240]] = 5.0
+        model.output.bias[[8, 51]] = 4.0
+    cond = np.zeros((voices, 300, model.config.cond_size), np.float32)
+    for top_n, expected in ((1, {7}), (3, {7, 50, 100}), (5, {7, 50, 100, 240, 8})):
+        codes = silent_voices(model, voices, "c", encode=True, seed=0).sample(cond, top_n, 1.0)
+        assert set(np.unique(codes)) == expected, f"top_n {top_n}"
+
+
 def test_voices_with_their_own_top_n_draw_as_each_would_alone(kernel):
     model = random_model(7)
     runtime = c_sampler.c_model(model, encode=True)
