@@ -64,7 +64,7 @@ RC_INLINE void rows(const float *weight_t, const float *bias, const float *x, fl
             for (int i = 0; i < width; i++) memcpy(&acc[j * width + i], bias + m0 + lanes * i, sizeof(vec));       \
         for (int k = 0; k < inputs; k++) {                                                                         \
             const float *row = weights + (size_t)k * stride;                                                       \
-            for (int j = 0; j < voices; j++) x[j] = (vec){0} + vectors[j][k]; /* broadcast */                      \
+            for (int j = 0; j < voices; j++) x[j] = RC_SHUFFLE((vec){vectors[j][k]}, (vec##_index){0});           \
             for (int i = 0; i < width; i++) {                                                                      \
                 memcpy(&w, row + lanes * i, sizeof w); /* unaligned */                                             \
                 for (int j = 0; j < voices; j++) acc[j * width + i] += w * x[j];                                   \
