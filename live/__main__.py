@@ -98,11 +98,14 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, _interrupt)  # a service manager's stop records like Ctrl-C
     print(f"playing at {synth.rate} Hz, {synth.period}-frame periods, {args.buffer_ms} ms buffer; Ctrl-C stops")
     end = time.monotonic() + args.seconds if args.seconds is not None else float("inf")
+    width = 0  # the longest status so far: a shorter one is padded over its end
     try:
         with synth:
             while time.monotonic() < end:
                 time.sleep(min(0.25, max(0.0, end - time.monotonic())))
-                print("\r" + synth.status(), end="", file=sys.stderr, flush=True)
+                status = synth.status()
+                width = max(width, len(status))
+                print("\r" + status.ljust(width), end="", file=sys.stderr, flush=True)
                 if synth.generator.error is not None:
                     raise SystemExit(f"\nerror: generation stopped: {synth.generator.error!r}")
     except KeyboardInterrupt:
