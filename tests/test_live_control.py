@@ -105,7 +105,8 @@ def test_a_flood_of_bad_osc_messages_writes_a_few_lines_a_second_and_a_count():
     start = time.monotonic()
     try:
         client = SimpleUDPClient("127.0.0.1", listener.port)
-        for k in range(300):
+        # 120: more than loopback's default receive buffer holds is dropped by the kernel, the last message with it
+        for k in range(120):
             client.send_message("/volume", float(k))  # unknown address (changes of one parameter are merged)
         client.send_message("/param/p", 70.0)
         wait_for(lambda: len(target.calls) == 1)
