@@ -60,9 +60,14 @@ class _Ramps:
         self.d = np.ones((voices, channels))
         self.v0 = np.broadcast_to(values, (voices, channels)).astype(np.float64)
         self.v1 = self.v0.copy()
+        self.settled_from = 0.0  # the sample from which every ramp has ended
 
     def at(self, voices: np.ndarray, samples: np.ndarray) -> np.ndarray:
-        """Return the values (len(voices), len(samples), channels) at the given samples."""
+        """Return the values (len(voices), len(samples), channels) at the given samples (read-only)."""
+        if samples[0] >= self.settled_from:  # most blocks: each value is its ramp's end, v0 + (v1 - v0) * 1
+            v0 = self.v0[voices]
+            ended = v0 + (self.v1[voices] - v0)
+            return np.broadcast_to(ended[:, None], (len(voices), len(samples), ended.shape[1]))
         s0, d = self.s0[voices][:, None], self.d[voices][:, None]
         v0, v1 = self.v0[voices][:, None], self.v1[voices][:, None]
         fraction = np.clip((samples[None, :, None] - s0 + 1) / d, 0.0, 1.0)
@@ -73,6 +78,7 @@ class _Ramps:
         current = self.at(np.array([voice]), np.array([sample - 1.0]))[0, 0, channel]
         self.s0[voice, channel], self.d[voice, channel] = sample, max(length, 1)
         self.v0[voice, channel], self.v1[voice, channel] = current, target
+        self.settled_from = max(self.settled_from, sample + max(length, 1) - 1)
 
 
 class LiveEngine:

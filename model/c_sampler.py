@@ -234,7 +234,6 @@ class CVoices:
         handles = self.handles if which is None else self.handles[np.asarray(which, dtype=np.int64)]
         codes = np.empty(cond.shape[:2], np.int32)
         threads = max(1, min(len(handles), self.threads or os.cpu_count() or 1))
-        groups = np.array_split(np.arange(len(handles)), threads)
 
         def play(group: np.ndarray) -> None:  # one contiguous run of voices, rendered together
             chosen = np.ascontiguousarray(handles[group])
@@ -242,12 +241,11 @@ class CVoices:
             self.lib.rc_voices_render(chosen.ctypes.data_as(_HANDLES), len(chosen), cond[start:].ctypes.data,
                                       codes[start:].ctypes.data, None, cond.shape[1])
 
-        if len(groups) <= 1:
-            for group in groups:
-                play(group)
+        if threads == 1:  # live play's case, every block
+            play(np.arange(len(handles)))
         else:  # the runtime releases the GIL: the groups render in parallel
             self._pool = self._pool or ThreadPoolExecutor(os.cpu_count() or 1)
-            list(self._pool.map(play, groups))
+            list(self._pool.map(play, np.array_split(np.arange(len(handles)), threads)))
         return codes.astype(np.int64)
 
     def step(self, x: np.ndarray, which: np.ndarray | None = None) -> np.ndarray:

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from audioDataLoader.audio_dataset import AudioDatasetConfig
-from live.engine import EngineConfig, LiveEngine
+from live.engine import EngineConfig, LiveEngine, _Ramps
 from live.voice_allocator import Start, VoiceAllocator
 from model.gru_audio_model import RNN, GRUAudioConfig
 
@@ -226,3 +226,15 @@ def test_a_flood_of_changes_plays_only_each_parameters_last_change_in_a_block(mo
     np.testing.assert_array_equal(whole, last_only.pull(2000))
     assert len(calls) <= 4  # split at the note, a's change and p's change: not at 750 events
     assert flooded.coalesced_events == 748
+
+
+def test_a_ramp_plays_the_same_values_whether_a_block_starts_inside_it_or_after_it():
+    # 0.3 -> 0.9: 0.3 + (0.9 - 0.3) is not 0.9 in float64, so a block after the end must play what the ramp did.
+    ramps = _Ramps(2, 1, np.array([0.3]))
+    ramps.start(1, 0, 100, 0.9, 50)
+    spanning = ramps.at(np.array([0, 1]), np.arange(120.0, 180.0))
+    after = ramps.at(np.array([0, 1]), np.arange(160.0, 180.0))
+    np.testing.assert_array_equal(after, spanning[:, 40:])
+    assert spanning[1, 0, 0] < spanning[1, 29, 0] == after[1, 0, 0] and spanning[0, 0, 0] == 0.3  # ends at 149
+    ramps.start(0, 0, 200, 0.5, 10)  # a new ramp: blocks inside it move again
+    assert 0.3 < ramps.at(np.array([0]), np.array([204.0]))[0, 0, 0] < 0.5
