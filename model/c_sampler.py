@@ -65,6 +65,16 @@ def c_runtime_available() -> bool:
     return LIBRARY.is_file()
 
 
+def c_runtime_loads() -> bool:
+    """Return whether the built C runtime loads with every function this binding calls (a build from an older
+    checkout, or for another machine, does not)."""
+    try:
+        library()
+    except (ImportError, OSError, AttributeError):
+        return False
+    return True
+
+
 @functools.cache
 def library() -> ctypes.CDLL:
     """Return the C runtime with its functions' signatures declared."""

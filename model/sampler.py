@@ -51,17 +51,17 @@ def numba_available() -> bool:
 
 
 def choose_backend(model: RNN, backend: str = "auto") -> str:
-    """Return the sampler to use. "auto" picks, for a CPU model, the C runtime when it is built (the fastest: its
-    batched kernel plays 16 voices for 2.6x less CPU than numba, bench/bench_voices.py), else numba when installed;
-    torch for a CUDA model or when neither is there."""
+    """Return the sampler to use. "auto" picks, for a CPU model, the C runtime when it is built and loads (the
+    fastest: its batched kernel plays 16 voices for 2.6x less CPU than numba, bench/bench_voices.py), else numba when
+    installed; torch for a CUDA model or when neither is there."""
     if backend not in BACKENDS:
         raise ValueError(f"backend must be one of {BACKENDS}, got {backend!r}")
     if backend == "auto":
-        from model.c_sampler import c_runtime_available
+        from model.c_sampler import c_runtime_loads
 
         if next(model.parameters()).device.type != "cpu":
             return "torch"
-        return "c" if c_runtime_available() else "numba" if numba_available() else "torch"
+        return "c" if c_runtime_loads() else "numba" if numba_available() else "torch"
     if backend == "numba" and not numba_available():
         raise ImportError("backend='numba' needs numba: pip install numba, or pass backend='torch'")
     if backend == "c":

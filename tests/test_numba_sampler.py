@@ -86,8 +86,11 @@ def test_auto_backend_is_the_c_runtime_on_cpu_and_torch_on_request(built_runtime
     assert not np.array_equal(auto, run_inference(model, cond, None, top_n=3, seed=2, backend="torch"))
 
 
-def test_auto_backend_is_numba_without_the_c_runtime_and_torch_without_either(monkeypatch, tmp_path):
-    monkeypatch.setattr(c_sampler, "LIBRARY", tmp_path / "librnncontrol.so")
+def test_auto_backend_is_numba_without_a_c_runtime_that_loads_and_torch_without_either(monkeypatch, tmp_path):
+    c_sampler.library.cache_clear()  # a failed load is not cached: later tests load the built runtime again
+    monkeypatch.setattr(c_sampler, "LIBRARY", tmp_path / "librnncontrol.so")  # not built
+    assert choose_backend(random_model(0)) == "numba"
+    (tmp_path / "librnncontrol.so").write_bytes(b"not a library")  # a broken build
     assert choose_backend(random_model(0)) == "numba"
     monkeypatch.setattr(sampler, "numba_available", lambda: False)
     assert choose_backend(random_model(0)) == "torch"
