@@ -42,10 +42,12 @@ RC_INLINE void rows(const float *weight_t, const float *bias, const float *x, fl
 }
 
 #if defined(__GNUC__)
+/* Lane i of vector v in every lane of a `vec`: a shuffle with GCC; clang has no shuffle by a computed mask, so there
+ * an addition (which turns -0 into +0, harmless to the sums). */
 #if defined(__clang__)
-#define RC_SHUFFLE(v, mask) __builtin_shufflevector(v, mask) /* clang's spelling */
+#define RC_SPLAT(vec, v, i) ((vec){0} + (v)[i])
 #else
-#define RC_SHUFFLE(v, mask) __builtin_shuffle(v, mask)
+#define RC_SPLAT(vec, v, i) __builtin_shuffle(v, (vec##_index){0} + (i))
 #endif
 /* For vectors of `lanes` floats (each constant once inlined):
  * tile: outs[j][m0..m0 + lanes width) for `voices` voices (voices x width = 8): each weight vector is loaded once for
@@ -64,7 +66,7 @@ RC_INLINE void rows(const float *weight_t, const float *bias, const float *x, fl
             for (int i = 0; i < width; i++) memcpy(&acc[j * width + i], bias + m0 + lanes * i, sizeof(vec));       \
         for (int k = 0; k < inputs; k++) {                                                                         \
             const float *row = weights + (size_t)k * stride;                                                       \
-            for (int j = 0; j < voices; j++) x[j] = RC_SHUFFLE((vec){vectors[j][k]}, (vec##_index){0});           \
+            for (int j = 0; j < voices; j++) x[j] = RC_SPLAT(vec, ((vec){vectors[j][k]}), 0);                     \
             for (int i = 0; i < width; i++) {                                                                      \
                 memcpy(&w, row + lanes * i, sizeof w); /* unaligned */                                             \
                 for (int j = 0; j < voices; j++) acc[j * width + i] += w * x[j];                                   \
@@ -84,7 +86,7 @@ RC_INLINE void rows(const float *weight_t, const float *bias, const float *x, fl
             vec held[RC_PANEL_SUMS / lanes + 1]; /* the panel's weights of input k, whole vectors (RC_PAD) */       \
             for (int i = 0; i < height; i += lanes) memcpy(&held[i / lanes], weights + i, sizeof(vec));            \
             for (int i = 0; i < height; i++) {                                                                     \
-                w = RC_SHUFFLE(held[i / lanes], (vec##_index){0} + i % lanes); /* weight i in every lane */         \
+                w = RC_SPLAT(vec, held[i / lanes], i % lanes); /* weight i in every lane */                         \
                 for (int j = 0; j < wide; j++) acc[i * wide + j] += w * column[j];                                 \
             }                                                                                                      \
         }                                                                                                          \
