@@ -30,7 +30,7 @@ RC_INLINE void columns(const float *chunk, int stride, const float *bias, const 
         }
 }
 
-/* Row m0 + r of out, columns [0, stride), one output at a time; the same where the compiler has no vector types. */
+/* affine_lanes where the compiler has no vector types: rows m0.. of out, every column, one value at a time. */
 RC_INLINE void rows(const float *weight_t, const float *bias, const float *x, float *out, int inputs, int outputs,
                     int m0, int stride) {
     for (int m = m0; m < outputs; m++)
@@ -77,7 +77,8 @@ RC_INLINE void rows(const float *weight_t, const float *bias, const float *x, fl
     RC_INLINE void panel##lanes(const float *restrict weight_t, const float *restrict bias, const float *restrict x, \
                                 float *restrict out, int inputs, int outputs, int m0, int c0, int stride,          \
                                 int height, int wide) {                                                            \
-        vec acc[RC_PANEL_SUMS] = {0}, column[2], w; /* row m0 + i, columns c0 + lanes j.. in acc[i wide + j] */    \
+        vec acc[RC_PANEL_SUMS] = {0}, column[2], w; /* row m0 + i, columns c0 + lanes j.. in acc[i wide + j]; */  \
+        /* zeroed before the biases only because GCC 12 otherwise warns of a read it does not make */                \
         for (int i = 0; i < height; i++)                                                                           \
             for (int j = 0; j < wide; j++) acc[i * wide + j] = bias[m0 + i] - (vec){0}; /* b - 0 is b, even -0 */  \
         for (int k = 0; k < inputs; k++) {                                                                         \
