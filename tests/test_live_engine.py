@@ -238,3 +238,16 @@ def test_a_ramp_plays_the_same_values_whether_a_block_starts_inside_it_or_after_
     assert spanning[1, 0, 0] < spanning[1, 29, 0] == after[1, 0, 0] and spanning[0, 0, 0] == 0.3  # ends at 149
     ramps.start(0, 0, 200, 0.5, 10)  # a new ramp: blocks inside it move again
     assert 0.3 < ramps.at(np.array([0]), np.array([204.0]))[0, 0, 0] < 0.5
+
+
+def test_a_new_ramp_starts_from_exactly_the_value_the_old_one_was_playing():
+    # A note-on mid-glide reads one value (`value`, scalar arithmetic): it must be the very float `at` played there.
+    ramps = _Ramps(3, 2, np.array([0.3, 0.1]))
+    ramps.start(2, 1, 100, 0.9, 37)
+    played = ramps.at(np.array([0, 1, 2]), np.arange(90.0, 150.0))
+    for sample in range(90, 150):
+        for voice in range(3):
+            for channel in range(2):
+                assert ramps.value(voice, channel, float(sample)) == played[voice, sample - 90, channel]
+    ramps.start(2, 1, 120, 0.2, 10)  # from inside the first ramp: it leaves sample 119's value, unbroken
+    assert ramps.at(np.array([2]), np.array([119.0]))[0, 0, 1] == played[2, 119 - 90, 1]
