@@ -194,18 +194,44 @@ static void scatter_logits(rc_voice *const *voices, int count, const lanes_memor
     }
 }
 
+/* Each column's floor: the top_n-th largest (1..8) of the largest logits of its eight sets of classes i, i + 8, ...
+ * Each is one of the column's logits, from disjoint sets, so the floor is at most its top_n-th largest logit: a
+ * logit below it never enters the column's top n (as in draw.h's top). */
+RC_INLINE void floors(const float *logits, int n, int S, int top_n, float *floor) {
+    float part[8 * RC_PASS]; /* part[l S + c]: the largest of column c's classes l, l + 8, ... */
+    for (int c = 0; c < 8 * S; c++) part[c] = -INFINITY;
+    for (int i = 0; i + 8 <= n; i += 8) {
+        const float *rows = logits + (size_t)i * S; /* rows i..i + 7 */
+        for (int c = 0; c < 8 * S; c++) part[c] = rows[c] > part[c] ? rows[c] : part[c];
+    }
+    for (int c = 0; c < S; c++) {
+        float largest[8];
+        for (int j = 0; j < top_n; j++) largest[j] = -INFINITY;
+        for (int l = 0; l < 8; l++) {
+            float value = part[l * S + c];
+            int j = top_n - 1;
+            if (!(value > largest[j])) continue;
+            for (; j > 0 && largest[j - 1] < value; j--) largest[j] = largest[j - 1];
+            largest[j] = value;
+        }
+        floor[c] = largest[top_n - 1];
+    }
+}
+
 /* The top_n (1..LANES_TOP) largest logits of every column and their classes, largest first, ties keeping the lower
  * class first: top() for all the pass's voices at once, each row of logits a few vector operations. A new value
- * enters at row j where the value held there is smaller, taking j - 1's place when that one is smaller too. */
+ * enters at row j where the value held there is smaller, taking j - 1's place when that one is smaller too. Rows
+ * where no column's logit reaches its floor are passed over: with logits peaked around a class, most are. */
 RC_INLINE void top_lanes(const lanes_memory *l, int n, int top_n) {
     int S = l->stride;
-    float *value = l->top_value, *last = value + (size_t)(top_n - 1) * S;
+    float *value = l->top_value, *last = value + (size_t)(top_n - 1) * S, floor[RC_PASS];
     int *index = l->top_index;
+    floors(l->logits, n, S, top_n, floor);
     for (int c = 0; c < top_n * S; c++) value[c] = -INFINITY;
     for (int i = 0; i < n; i++) {
         const float *row = l->logits + (size_t)i * S;
-        int beats = 0; /* most rows have no value that enters: skip them at the cost of one comparison */
-        for (int c = 0; c < S; c++) beats |= row[c] > last[c];
+        int beats = 0; /* one vector comparison a row, to skip it */
+        for (int c = 0; c < S; c++) beats |= (row[c] >= floor[c]) & (row[c] > last[c]);
         if (!beats) continue;
         for (int j = top_n - 1; j >= 0; j--) {
             float *held = value + (size_t)j * S;
