@@ -101,7 +101,7 @@ class RingBuffer:
 
 
 class Generator:
-    """A thread that tops the ring up to `depth` frames from `pull` whenever it holds fewer.
+    """A thread that tops the ring up to `depth` frames from `pull`, a period at a time, whenever it holds fewer.
 
     Topping up to exactly `depth` (not a whole period past it) bounds how far generation runs ahead of the frame
     being played, which LiveSynth relies on to place each control at its own sample.
@@ -143,8 +143,8 @@ class Generator:
         try:
             while not self._stop.is_set():
                 missing = self.depth - self.ring.fill()
-                if missing > 0:
-                    self._generate(missing)
+                if missing > 0:  # a period at a time: after a stall the callback gets its next period soonest
+                    self._generate(min(missing, self.period))
                 else:
                     time.sleep(pause)
         except BaseException as error:  # the callback plays silence; the owner reports this

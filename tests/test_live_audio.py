@@ -78,6 +78,26 @@ def test_the_generator_keeps_the_buffer_at_its_depth():
     assert ring.fill() == 80 and ring.written == 112 and sum(pulls) == 112
 
 
+def test_after_a_stall_the_generator_refills_a_period_at_a_time():
+    # Pulling the whole depth at once would leave the ring empty until all of it was made.
+    ring = RingBuffer(256)
+    pulls = []
+
+    def pull(frames):
+        pulls.append(frames)
+        return np.ones(frames, dtype=np.float32)
+
+    generator = Generator(pull, ring, period=32, depth=96, rate=48000, realtime=False)
+    generator.prefill()
+    ring.play(np.empty(96, dtype=np.float32))  # the callback took everything: as after a stall of the generator
+    generator.start()
+    deadline = time.monotonic() + 5
+    while ring.fill() < 96 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    generator.stop()
+    assert ring.fill() == 96 and pulls == [96, 32, 32, 32]
+
+
 def test_a_depth_beyond_the_ring_is_refused():
     with pytest.raises(ValueError, match="exceeds the ring"):
         Generator(lambda n: np.zeros(n, np.float32), RingBuffer(64), period=32, depth=64, rate=48000)
