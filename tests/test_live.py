@@ -1,4 +1,5 @@
 """LiveSynth through a dummy JACK server the tests start, and the command line without a sound card."""
+import gc
 import subprocess
 import sys
 import time
@@ -122,6 +123,14 @@ def test_python_controls_play_notes_in_real_time(random_model):
         assert wait_until(lambda: synth.engine.sounding() == 1)
         synth.note_off(64)
         assert wait_until(lambda: synth.engine.sounding() == 0)  # after its 80 ms release
+
+
+def test_while_playing_a_garbage_collection_leaves_the_objects_made_before_untouched(random_model):
+    # A full collection of torch's objects holds the GIL for ~90 ms: the generator and the callback would wait.
+    synth = LiveSynth(random_model, AudioDatasetConfig(), EngineConfig(voices=1, seed=0), audio="none")
+    with synth:
+        assert gc.get_freeze_count() > 10_000
+    assert gc.get_freeze_count() == 0
 
 
 def wait_until(condition, seconds: float = 10.0) -> bool:
