@@ -1,13 +1,14 @@
 """MIDI through JACK: jack_midiseq plays chords into live play's JACK MIDI port; underflows and event-to-sound latency.
 
 Run from the repository root: .venv/bin/python -m bench.bench_jack_midi [--seconds 20] [--voices 1 4] [--backend c]
-Starts `jackd --no-realtime -d dummy -r 48000 -p 128` under a unique name and plays a run (default:
-tests/fixtures/quick_run) through it with `--voices N`. jack_midiseq, jackd2's example sequencer (written by nobody
-here), loops a chord of N notes (64, 65, ...) held for 0.25 s every 0.5 s into the synth's port midi_in and into a
-capture client, which records the synth's output and the frame at which each note-on came. For each voice count it
-prints underflows (the callback found the buffer short), the server's xruns, and the event-to-sound latency: from
-a chord's note-on to the first sounding frame of the capture after the silence between chords (median, p99; chords
-that sounded nothing within 100 ms are counted apart).
+Starts `jackd --no-realtime -d dummy -r 48000 -p 128` (with --realtime_server, without --no-realtime) under a unique
+name and plays a run (default: tests/fixtures/quick_run) through it with `--voices N`. jack_midiseq, jackd2's example
+sequencer (written by nobody here), loops a chord of N notes (64, 65, ...) held for 0.25 s every 0.5 s into the
+synth's port midi_in and into a capture client, which records the synth's output and the frame at which each note-on
+came. For each voice count it prints underflows (the callback found the buffer short), the server's xruns, the
+server's stalls (gaps between two of the synth's callbacks longer than the whole buffer, and the longest gap), and
+the event-to-sound latency: from a chord's note-on to the first sounding frame of the capture after the silence
+between chords (median, p99; chords that sounded nothing within 100 ms are counted apart).
 """
 from __future__ import annotations
 
@@ -46,11 +47,13 @@ def play(model, data, server: str, voices: int, seconds: float, buffer_ms: float
                     connect_when_ready(capture.client, source, port)
                 time.sleep(seconds)
                 underflows, xruns = synth.ring.underflows, synth.output.xruns
+                gaps = np.diff(synth.ring.callbacks[:min(synth.ring.callback_count, len(synth.ring.callbacks)), 1])
         finally:
             audio = capture.close()
     latencies, missed = _event_to_sound_ms(audio, sorted(set(capture.note_ons)))
     return {"underflows": underflows, "xruns": xruns, "latency": latencies, "missed": missed,
-            "chords": len(latencies) + missed, "errors": midi.errors}
+            "chords": len(latencies) + missed, "errors": midi.errors,
+            "stalls": int(np.sum(gaps > buffer_ms / 1000)), "longest": 1000 * float(gaps.max(initial=0))}
 
 
 def _event_to_sound_ms(audio: np.ndarray, note_ons: list[int]) -> tuple[np.ndarray, int]:
@@ -76,18 +79,21 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--buffer_ms", type=float, default=DEFAULT_BUFFER_MS)
     parser.add_argument("--backend", choices=BACKENDS, default="auto", help="the voices' sampler (c: the batched "
                         "kernel)")
+    parser.add_argument("--realtime_server", action="store_true",
+                        help="run jackd in the real-time class (drop --no-realtime), as on a music machine")
     args = parser.parse_args(argv)
     model, config = load_model(args.run_directory, "cpu")
     print(f"{args.run_directory}: {args.seconds:.0f} s per row, {RATE} Hz, {PERIOD}-frame periods, {args.buffer_ms} "
           f"ms buffer, backend {args.backend}, jack_midiseq chords of --voices notes held 0.25 s every 0.5 s; load average "
-          f"{os.getloadavg()[0]:.2f}")
-    print("voices | underflows | xruns | event-to-sound ms median / p99 (missed of chords)")
-    with dummy_jack_server(RATE, PERIOD) as server:
+          f"{os.getloadavg()[0]:.2f}, jackd {'real-time' if args.realtime_server else '--no-realtime'}")
+    print("voices | underflows | xruns | server stalls (longest) | event-to-sound ms median / p99 (missed of chords)")
+    with dummy_jack_server(RATE, PERIOD, realtime=args.realtime_server) as server:
         for voices in args.voices:
             r = play(model, config["data"], server, voices, args.seconds, args.buffer_ms, args.backend)
             latency = (f"{np.median(r['latency']):6.1f} / {np.percentile(r['latency'], 99):6.1f}"
                        if len(r["latency"]) else "     - /      -")
-            print(f"{voices:6d} | {r['underflows']:10d} | {r['xruns']:5d} | {latency} ({r['missed']} of "
+            stalls = f"{r['stalls']:5d} ({r['longest']:4.1f} ms)"
+            print(f"{voices:6d} | {r['underflows']:10d} | {r['xruns']:5d} | {stalls:>23} | {latency} ({r['missed']} of "
                   f"{r['chords']})" + (f" | {r['errors']} MIDI errors" if r["errors"] else ""), flush=True)
 
 
