@@ -57,44 +57,36 @@ def test_played_audio_is_the_generated_stream_with_the_underflows_silence():
     np.testing.assert_array_equal(played_audio(blocks, ring), np.concatenate(played))
 
 
-def test_the_generator_keeps_the_buffer_at_its_depth():
-    ring = RingBuffer(256)
-    pulls = []
+def refill_after(taken: int, depth: int) -> tuple[RingBuffer, list[int]]:
+    """Fill a ring to `depth` through a Generator (periods of 32), let the callback take `taken` frames, wait until
+    the generator has topped it up again; return the ring and the frames of each pull."""
+    ring, pulls = RingBuffer(256), []
 
     def pull(frames):
         pulls.append(frames)
         return np.ones(frames, dtype=np.float32)
 
-    generator = Generator(pull, ring, period=32, depth=80, rate=48000, realtime=False)
+    generator = Generator(pull, ring, period=32, depth=depth, rate=48000, realtime=False)
     generator.prefill()
-    assert ring.fill() == 80
+    assert ring.fill() == depth
+    ring.play(np.empty(taken, dtype=np.float32))
     generator.start()
-    out = np.empty(32, dtype=np.float32)
-    ring.play(out)
     deadline = time.monotonic() + 5
-    while ring.fill() < 80 and time.monotonic() < deadline:
+    while ring.fill() < depth and time.monotonic() < deadline:
         time.sleep(0.001)
     generator.stop()
+    return ring, pulls
+
+
+def test_the_generator_keeps_the_buffer_at_its_depth():
+    ring, pulls = refill_after(32, depth=80)
     assert ring.fill() == 80 and ring.written == 112 and sum(pulls) == 112
 
 
 def test_after_a_stall_the_generator_refills_a_period_at_a_time():
-    # Pulling the whole depth at once would leave the ring empty until all of it was made.
-    ring = RingBuffer(256)
-    pulls = []
-
-    def pull(frames):
-        pulls.append(frames)
-        return np.ones(frames, dtype=np.float32)
-
-    generator = Generator(pull, ring, period=32, depth=96, rate=48000, realtime=False)
-    generator.prefill()
-    ring.play(np.empty(96, dtype=np.float32))  # the callback took everything: as after a stall of the generator
-    generator.start()
-    deadline = time.monotonic() + 5
-    while ring.fill() < 96 and time.monotonic() < deadline:
-        time.sleep(0.001)
-    generator.stop()
+    # The callback took everything, as after a stall of the generator: pulling the whole depth at once would leave
+    # the ring empty until all of it was made.
+    ring, pulls = refill_after(96, depth=96)
     assert ring.fill() == 96 and pulls == [96, 32, 32, 32]
 
 
