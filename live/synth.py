@@ -63,12 +63,12 @@ class LiveSynth:
     def start(self) -> LiveSynth:
         """Fill the buffer, then start the audio and the generator thread."""
         self.generator.prefill()
-        # A full garbage collection walks every object in the process (torch's ~170,000 here: 80 to 100 ms, measured)
-        # holding the GIL, and the generator and a Python audio callback wait for it: take what exists now out of
-        # the collector's reach while playing.
-        gc.freeze()
         self.output.start(self.ring.play)
         self.generator.start()
+        # A full garbage collection walks every object in the process (torch's ~170,000 here: 80 to 100 ms, measured)
+        # holding the GIL, and the generator and a Python audio callback wait for it: take what exists now out of
+        # the collector's reach while playing (stop gives them back).
+        gc.freeze()
         self.playing = True
         return self
 
