@@ -194,10 +194,10 @@ static void scatter_logits(rc_voice *const *voices, int count, const lanes_memor
     }
 }
 
-/* Each column's floor: the top_n-th largest (1..8) of the largest logits of its eight sets of classes i, i + 8, ...
- * Each is one of the column's logits, from disjoint sets, so the floor is at most its top_n-th largest logit: a
- * logit below it never enters the column's top n (as in draw.h's top). */
-RC_INLINE void floors(const float *logits, int n, int S, int top_n, float *floor) {
+/* Each column's floor, in bound: the top_n-th largest (1..8) of the largest logits of its eight sets of classes
+ * i, i + 8, ... Each is one of the column's logits, from disjoint sets, so the floor is at most its top_n-th largest
+ * logit: a logit below it never enters the column's top n (as in draw.h's top). */
+RC_INLINE void floors(const float *logits, int n, int S, int top_n, float *bound) {
     float part[8 * RC_PASS]; /* part[l S + c]: the largest of column c's classes l, l + 8, ... */
     for (int c = 0; c < 8 * S; c++) part[c] = -INFINITY;
     for (int i = 0; i + 8 <= n; i += 8) {
@@ -214,7 +214,7 @@ RC_INLINE void floors(const float *logits, int n, int S, int top_n, float *floor
             for (; j > 0 && largest[j - 1] < value; j--) largest[j] = largest[j - 1];
             largest[j] = value;
         }
-        floor[c] = largest[top_n - 1];
+        bound[c] = largest[top_n - 1];
     }
 }
 
@@ -224,14 +224,14 @@ RC_INLINE void floors(const float *logits, int n, int S, int top_n, float *floor
  * where no column's logit reaches its floor are passed over: with logits peaked around a class, most are. */
 RC_INLINE void top_lanes(const lanes_memory *l, int n, int top_n) {
     int S = l->stride;
-    float *value = l->top_value, *last = value + (size_t)(top_n - 1) * S, floor[RC_PASS];
+    float *value = l->top_value, *last = value + (size_t)(top_n - 1) * S, bound[RC_PASS];
     int *index = l->top_index;
-    floors(l->logits, n, S, top_n, floor);
+    floors(l->logits, n, S, top_n, bound);
     for (int c = 0; c < top_n * S; c++) value[c] = -INFINITY;
     for (int i = 0; i < n; i++) {
         const float *row = l->logits + (size_t)i * S;
         int beats = 0; /* one vector comparison a row, to skip it */
-        for (int c = 0; c < S; c++) beats |= (row[c] >= floor[c]) & (row[c] > last[c]);
+        for (int c = 0; c < S; c++) beats |= (row[c] >= bound[c]) & (row[c] > last[c]);
         if (!beats) continue;
         for (int j = top_n - 1; j >= 0; j--) {
             float *held = value + (size_t)j * S;
