@@ -206,14 +206,9 @@ RC_INLINE void floors(const float *logits, int n, int S, int top_n, float *bound
     }
     for (int c = 0; c < S; c++) {
         float largest[8];
+        int sets[8];
         for (int j = 0; j < top_n; j++) largest[j] = -INFINITY;
-        for (int l = 0; l < 8; l++) {
-            float value = part[l * S + c];
-            int j = top_n - 1;
-            if (!(value > largest[j])) continue;
-            for (; j > 0 && largest[j - 1] < value; j--) largest[j] = largest[j - 1];
-            largest[j] = value;
-        }
+        for (int l = 0; l < 8; l++) insert(part[l * S + c], l, top_n, largest, sets);
         bound[c] = largest[top_n - 1];
     }
 }
