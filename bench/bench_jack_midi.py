@@ -47,7 +47,7 @@ def play(model, data, server: str, voices: int, seconds: float, buffer_ms: float
                     connect_when_ready(capture.client, source, port)
                 time.sleep(seconds)
                 underflows, xruns = synth.ring.underflows, synth.output.xruns
-                gaps = np.diff(synth.ring.callbacks[:min(synth.ring.callback_count, len(synth.ring.callbacks)), 1])
+                gaps = np.diff(synth.ring.logged_callbacks()[:, 1])
         finally:
             audio = capture.close()
     latencies, missed = _event_to_sound_ms(audio, sorted(set(capture.note_ons)))
@@ -84,8 +84,8 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     model, config = load_model(args.run_directory, "cpu")
     print(f"{args.run_directory}: {args.seconds:.0f} s per row, {RATE} Hz, {PERIOD}-frame periods, {args.buffer_ms} "
-          f"ms buffer, backend {args.backend}, jack_midiseq chords of --voices notes held 0.25 s every 0.5 s; load average "
-          f"{os.getloadavg()[0]:.2f}, jackd {'real-time' if args.realtime_server else '--no-realtime'}")
+          f"ms buffer, backend {args.backend}, jack_midiseq chords of --voices notes held 0.25 s every 0.5 s; "
+          f"load average {os.getloadavg()[0]:.2f}, jackd {'real-time' if args.realtime_server else '--no-realtime'}")
     print("voices | underflows | xruns | server stalls (longest) | event-to-sound ms median / p99 (missed of chords)")
     with dummy_jack_server(RATE, PERIOD, realtime=args.realtime_server) as server:
         for voices in args.voices:
@@ -93,7 +93,8 @@ def main(argv: list[str] | None = None) -> None:
             latency = (f"{np.median(r['latency']):6.1f} / {np.percentile(r['latency'], 99):6.1f}"
                        if len(r["latency"]) else "     - /      -")
             stalls = f"{r['stalls']:5d} ({r['longest']:4.1f} ms)"
-            print(f"{voices:6d} | {r['underflows']:10d} | {r['xruns']:5d} | {stalls:>23} | {latency} ({r['missed']} of "
+            print(f"{voices:6d} | {r['underflows']:10d} | {r['xruns']:5d} | {stalls:>23} | {latency} "
+                  f"({r['missed']} of "
                   f"{r['chords']})" + (f" | {r['errors']} MIDI errors" if r["errors"] else ""), flush=True)
 
 

@@ -190,8 +190,7 @@ def play(model, data, server: str, voices: int, seconds: float, buffer_ms: float
 
 def _engine_latency_ms(synth: LiveSynth, sends: list, landed: list) -> tuple[np.ndarray, int]:
     """Return the latencies of the messages that arrived, and how many were lost (UDP drops when starved)."""
-    count = min(synth.ring.callback_count, len(synth.ring.callbacks))
-    callbacks = synth.ring.callbacks[:count]
+    callbacks = synth.ring.logged_callbacks()
     sent_times = np.array([sent for sent, _pitch in sends])
     latencies = []
     for queued, frame in landed:  # each came from the last message sent before it arrived

@@ -53,7 +53,8 @@ def _parser() -> argparse.ArgumentParser:
     add("--top_n", type=int, default=3)
     add("--temperature", type=float, default=1.0)
     add("--seed", type=int)
-    add("--backend", choices=BACKENDS, default="auto", help="sampler: auto (c when built, else numba), numba, c (the C runtime), torch")
+    add("--backend", choices=BACKENDS, default="auto", help="sampler: auto (c when built, else numba), numba, "
+        "c (the C runtime), torch")
     add("--resample_quality", choices=RESAMPLE_QUALITIES, default="QQ", help="soxr quality; past QQ adds delay")
     return parser
 

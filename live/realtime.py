@@ -92,6 +92,12 @@ class RingBuffer:
             except Exception:
                 pass
 
+    def logged_callbacks(self) -> np.ndarray:
+        """Return the (first frame handed out, perf_counter) of the remembered callbacks, oldest first."""
+        if self.callback_count <= _LOG_SIZE:
+            return self.callbacks[:self.callback_count]
+        return np.roll(self.callbacks, -(self.callback_count % _LOG_SIZE), axis=0)
+
     def frame_now(self, rate: int) -> float:
         """Return the estimated frame being handed to the host now, from the last callback's time."""
         if self.callback_count == 0:

@@ -3,6 +3,7 @@ import time
 import numpy as np
 import pytest
 
+from live import realtime
 from live.realtime import Generator, RingBuffer, played_audio
 
 
@@ -55,6 +56,18 @@ def test_played_audio_is_the_generated_stream_with_the_underflows_silence():
     ring.play(out[:3])
     played.append(out[:3].copy())  # 19 generated frames, 19 played plus 2 silent: 3 of block 3 remain unplayed
     np.testing.assert_array_equal(played_audio(blocks, ring), np.concatenate(played))
+
+
+def test_the_callback_log_reads_oldest_first_after_it_wraps(monkeypatch):
+    monkeypatch.setattr(realtime, "_LOG_SIZE", 4)
+    ring = RingBuffer(64)
+    out = np.empty(2, dtype=np.float32)
+    for _ in range(3):
+        ring.play(out)
+    assert ring.logged_callbacks()[:, 0].tolist() == [0, 2, 4]
+    for _ in range(3):
+        ring.play(out)
+    assert ring.logged_callbacks()[:, 0].tolist() == [4, 6, 8, 10]  # the last four of six
 
 
 def refill_after(taken: int, depth: int) -> tuple[RingBuffer, list[int]]:
